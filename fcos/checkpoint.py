@@ -1,0 +1,39 @@
+"""Checkpoint payloads and rebuilding a model from one.
+
+A checkpoint never pickles a model object. It stores the base builder's arguments
+(``model``: name, num_classes, length), a JSON-like ``architecture`` record of the surgery applied
+to the base architecture (empty for a base model), and the state dict. Rebuilding = build the base
+model, replay the architecture record (fcos.prune.surgery), load the state dict; everything loads
+with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from .errors import CheckpointError
+from .io import load_checkpoint
+
+CHECKPOINT_FORMAT = "fcos-checkpoint/1"
+
+
+def model_from_checkpoint(checkpoint: dict | str | Path) -> nn.Module:
+    """Return the model stored in a checkpoint (a payload dict or a path), in eval mode on CPU."""
+    from .models import build_model
+    from .prune.surgery import apply_architecture
+
+    payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    where = "checkpoint" if isinstance(checkpoint, dict) else str(checkpoint)
+    info = payload.get("model")
+    if not isinstance(info, dict) or not {"name", "num_classes", "length"} <= set(info):
+        raise CheckpointError(f"{where}: missing 'model' entry with name, num_classes and length")
+    model = build_model(info["name"], int(info["num_classes"]), int(info["length"]))
+    model = apply_architecture(model, payload.get("architecture") or {}, payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"{where}: state dict does not fit the recorded architecture ({first})") from None
+    return model.eval()

@@ -1,0 +1,183 @@
+"""The ``fcos`` command line. Snakemake scripts and users call the same library functions.
+
+Every user error (unknown name, missing file, bad value) ends with exit code 2 and one line on
+stderr: ``fcos: error: <what is wrong>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import FcosError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as a single line (and exit code 2)."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+# --- subcommands -----------------------------------------------------------------------------
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data import prepare_dataset
+
+    manifest = prepare_dataset(
+        args.dataset, args.source, args.out, per_class_snr=args.per_class_snr, seed=args.seed,
+        strict=args.strict, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+        min_snr=args.min_snr, progress=not args.no_progress,
+    )
+    counts = manifest["counts"]
+    print(f"wrote {args.out}: {manifest['dataset']} from {manifest['source']}, "
+          f"train/val/test = {counts['train']}/{counts['val']}/{counts['test']}")
+    for warning in manifest.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .data import read_manifest
+
+    _print_json(read_manifest(args.file))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .api import train_base_model
+
+    overrides = {k: v for k, v in {
+        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr,
+        "l1_penalty": args.l1_penalty, "device": args.device,
+        "max_batches_per_epoch": args.max_batches_per_epoch,
+    }.items() if v is not None}
+    record = train_base_model(args.data, args.model, args.out, overrides, progress=not args.no_progress)
+    print(f"wrote {args.out}: best val accuracy {record['best_val_accuracy']:.4f} "
+          f"at epoch {record['best_epoch']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .api import evaluate_to_json
+
+    metrics = evaluate_to_json(args.checkpoint, args.data, args.out, split=args.split, device=args.device)
+    print(f"wrote {args.out}: accuracy {metrics['accuracy']:.4f} on {metrics['n_test']} "
+          f"{args.split} examples, {metrics['macs']:,} MACs, {metrics['params']:,} params")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from .data import get_spec
+    from .metrics import macs_and_params
+    from .models import build_model
+
+    spec = get_spec(args.dataset)
+    length = args.length or spec.length
+    macs, params = macs_and_params(build_model(args.model, spec.num_classes, length), length)
+    _print_json({"model": args.model, "dataset": spec.name, "length": length,
+                 "num_classes": spec.num_classes, "macs": int(macs), "params": int(params)})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fcos", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fcos {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("prepare", help="synthesise or load a dataset, split it, write a prepared HDF5 file")
+    p.add_argument("dataset", help="rml2016, rml2018 or sig2019")
+    p.add_argument("--source", required=True, help="'synthetic' or the path of the real dataset file")
+    p.add_argument("--out", required=True, type=Path, help="prepared file to write (.h5)")
+    p.add_argument("--per-class-snr", type=_positive_int, default=None,
+                   help="frames per (class, SNR): synthetic size, or a cap when loading a real file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="refuse real files that differ from the official release")
+    p.add_argument("--min-snr", type=int, default=None, help="keep SNR >= this (the authors use 10 for RML2018)")
+    p.add_argument("--val-fraction", type=_fraction, default=0.1)
+    p.add_argument("--test-fraction", type=_fraction, default=0.2)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("inspect", help="print a prepared file's manifest as JSON")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("train", help="train a base model on a prepared dataset")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--model", required=True, help="cnn1d, resnet56 or signet50")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--l1-penalty", type=float, help="L1 coefficient (default: the authors' per-model choice)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--max-batches-per-epoch", type=_positive_int, help="cap steps per epoch (smoke runs)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy overall / per SNR / confusion of a checkpoint, to JSON")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("profile", help="MACs and params of a model for a dataset's input, as JSON")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--length", type=_positive_int, help="override the dataset's vector length")
+    p.set_defaults(func=cmd_profile)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="fcos: %(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except FcosError as err:
+        print(f"fcos: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fcos: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

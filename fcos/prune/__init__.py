@@ -1,0 +1,1 @@
+"""Pruning methods (FCOS stages, channel and layer baselines) and the shared surgery helpers."""

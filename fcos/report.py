@@ -1,0 +1,155 @@
+"""Comparison tables and figures from metrics JSON files.
+
+Input: the metrics JSON written by ``fcos evaluate`` (one per dataset x model x method x seed),
+carrying at least ``dataset``, ``model``, ``method``, ``seed``, ``accuracy``, ``per_snr``,
+``macs`` and ``params``. Pruned runs may add ``budget``. Rows are aggregated over seeds
+(mean and standard deviation); reductions and accuracy drops are relative to the ``base`` method
+of the same dataset and model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .io import atomic_path, atomic_write
+
+REQUIRED_KEYS = ("dataset", "model", "method", "seed", "accuracy", "per_snr", "macs", "params")
+
+
+def load_metrics(paths: Iterable[str | Path]) -> list[dict]:
+    """Read metrics JSON files, checking each has the keys a report needs."""
+    records = []
+    for path in paths:
+        try:
+            record = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{path}: metrics file not found") from None
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: not valid JSON ({err.msg})") from None
+        missing = [k for k in REQUIRED_KEYS if k not in record]
+        if missing:
+            raise DataError(f"{path}: metrics file lacks key(s) {', '.join(missing)}")
+        record.setdefault("budget", None)
+        records.append(record)
+    if not records:
+        raise DataError("no metrics files to report on")
+    return records
+
+
+def comparison_table(records: list[dict]) -> pd.DataFrame:
+    """One row per (dataset, model, method, budget): accuracy mean/std over seeds, cost, deltas.
+
+    Columns: dataset, model, method, budget, seeds, accuracy, accuracy_std, macs, params,
+    macs_reduction, params_reduction, accuracy_drop (the last three relative to ``base``; NaN
+    when the base run is not in ``records``).
+    """
+    frame = pd.DataFrame([{k: r[k] for k in ("dataset", "model", "method", "budget", "seed",
+                                             "accuracy", "macs", "params")} for r in records])
+    frame["budget"] = frame["budget"].astype(object).where(frame["budget"].notna(), "")
+    keys = ["dataset", "model", "method", "budget"]
+    table = (frame.groupby(keys, sort=False, dropna=False)
+             .agg(seeds=("seed", "nunique"), accuracy=("accuracy", "mean"),
+                  accuracy_std=("accuracy", lambda s: float(np.std(s, ddof=1)) if len(s) > 1 else 0.0),
+                  macs=("macs", "mean"), params=("params", "mean"))
+             .reset_index())
+    base = table[table["method"] == "base"].set_index(["dataset", "model"])
+    def relative(row, column):
+        key = (row["dataset"], row["model"])
+        if key not in base.index:
+            return np.nan
+        ref = base.loc[key]
+        if column == "accuracy":
+            return float(ref["accuracy"] - row["accuracy"])
+        return float(1.0 - row[column] / ref[column])
+    table["macs_reduction"] = table.apply(relative, axis=1, column="macs")
+    table["params_reduction"] = table.apply(relative, axis=1, column="params")
+    table["accuracy_drop"] = table.apply(relative, axis=1, column="accuracy")
+    table["macs"] = table["macs"].round().astype(np.int64)
+    table["params"] = table["params"].round().astype(np.int64)
+    return table.sort_values(["dataset", "model", "macs"], ascending=[True, True, False], kind="stable",
+                             ignore_index=True)
+
+
+def per_snr_table(records: list[dict]) -> pd.DataFrame:
+    """Long table: dataset, model, method, budget, seed, snr (int, dB), accuracy."""
+    rows = []
+    for r in records:
+        for snr, acc in r["per_snr"].items():
+            rows.append({"dataset": r["dataset"], "model": r["model"], "method": r["method"],
+                         "budget": r["budget"] if r["budget"] is not None else "", "seed": r["seed"],
+                         "snr": int(snr), "accuracy": float(acc)})
+    return pd.DataFrame(rows)
+
+
+def _fmt_pct(value: float) -> str:
+    return "" if pd.isna(value) else f"{100 * value:.2f}"
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The comparison table as GitHub Markdown: accuracy and reductions in percent."""
+    header = ["Model", "Method", "Budget", "Seeds", "Acc. (%)", "MACs", "Params",
+              "MACs red. (%)", "Params red. (%)", "Acc. drop (pp)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.itertuples(index=False):
+        acc = f"{100 * row.accuracy:.2f}" + (f" ± {100 * row.accuracy_std:.2f}" if row.seeds > 1 else "")
+        budget = "" if row.budget == "" else f"{100 * float(row.budget):.0f}%"
+        cells = [row.model, row.method, budget, str(row.seeds), acc, f"{row.macs:,}", f"{row.params:,}",
+                 _fmt_pct(row.macs_reduction), _fmt_pct(row.params_reduction), _fmt_pct(row.accuracy_drop)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_snr(records: list[dict], model: str, out: str | Path) -> None:
+    """Accuracy vs SNR of one model, one line per (method, budget), mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    long = per_snr_table([r for r in records if r["model"] == model])
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    if long.empty:
+        ax.text(0.5, 0.5, f"no runs of {model}", ha="center", va="center", transform=ax.transAxes)
+    else:
+        for (method, budget), group in long.groupby(["method", "budget"], sort=False):
+            curve = group.groupby("snr")["accuracy"].mean().sort_index()
+            label = method if budget == "" else f"{method} ({100 * float(budget):.0f}% MACs cut)"
+            ax.plot(curve.index, 100 * curve.values, marker="o", markersize=3, label=label)
+        num_classes = len(records[0].get("per_class") or {})
+        if num_classes:
+            ax.axhline(100.0 / num_classes, color="grey", linestyle=":", linewidth=1, label="chance")
+        ax.legend(fontsize=8)
+    dataset = records[0]["dataset"]
+    ax.set(xlabel="SNR (dB)", ylabel="Test accuracy (%)", title=f"{model} on {dataset}", ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def write_dataset_report(metrics_paths: Iterable[str | Path], csv_path: str | Path,
+                         markdown_path: str | Path, figure_paths: Mapping[str, str | Path]) -> pd.DataFrame:
+    """Write the comparison CSV, its Markdown rendering and one accuracy-vs-SNR PNG per model.
+
+    ``figure_paths`` maps model name -> PNG path. Returns the comparison table.
+    """
+    records = load_metrics(metrics_paths)
+    datasets = sorted({r["dataset"] for r in records})
+    if len(datasets) != 1:
+        raise DataError(f"a dataset report takes one dataset's metrics, got {', '.join(datasets)}")
+    table = comparison_table(records)
+    with atomic_write(csv_path, "w", encoding="utf-8", newline="") as handle:
+        table.to_csv(handle, index=False, float_format="%.6g")
+    title = f"# {datasets[0]}: accuracy and cost (test split)\n\n"
+    with atomic_write(markdown_path, "w", encoding="utf-8") as handle:
+        handle.write(title + markdown_table(table))
+    for model, path in figure_paths.items():
+        plot_accuracy_vs_snr(records, model, path)
+    return table

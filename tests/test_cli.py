@@ -1,0 +1,68 @@
+"""The `fcos` command line: a full round trip on a tiny synthetic set, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fcos.cli import main
+
+
+def run_cli(*args, cwd=None):
+    """Run the real console entry point in a subprocess (as a user would)."""
+    return subprocess.run([sys.executable, "-m", "fcos", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def test_round_trip_prepare_inspect_train_evaluate_profile(tmp_path):
+    data, ckpt, metrics = tmp_path / "d.h5", tmp_path / "m.pt", tmp_path / "metrics.json"
+    r = run_cli("prepare", "rml2016", "--source", "synthetic", "--out", data, "--per-class-snr", 8,
+                "--seed", 1, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("inspect", data)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads(r.stdout)
+    assert manifest["dataset"] == "rml2016" and manifest["length"] == 128
+    assert len(manifest["classes"]) == 11 and manifest["snrs"][0] == -20
+    assert sum(manifest["counts"][s] for s in ("train", "val", "test")) == 11 * 20 * 8
+    assert len(manifest["sha256"]["overall"]) == 64
+
+    r = run_cli("train", "--data", data, "--model", "cnn1d", "--out", ckpt, "--epochs", 1,
+                "--max-batches-per-epoch", 2, "--device", "cpu", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate", "--data", data, "--checkpoint", ckpt, "--out", metrics, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(metrics.read_text())
+    assert 0.0 <= m["accuracy"] <= 1.0
+    assert m["n_test"] == manifest["counts"]["test"]
+    assert sorted(int(s) for s in m["per_snr"]) == manifest["snrs"]
+    assert len(m["confusion"]) == 11 and sum(map(sum, m["confusion"])) == m["n_test"]
+
+    r = run_cli("profile", "--model", "cnn1d", "--dataset", "rml2016")
+    assert r.returncode == 0, r.stderr
+    cost = json.loads(r.stdout)
+    assert cost["macs"] == m["macs"] and cost["params"] == m["params"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["prepare", "rml1999", "--source", "synthetic", "--out", "x.h5"], "rml1999"),
+    (["profile", "--model", "vgg", "--dataset", "rml2016"], "vgg"),
+    (["inspect", "missing.h5"], "missing.h5"),
+    (["evaluate", "--data", "missing.h5", "--checkpoint", "m.pt", "--out", "o.json"], "missing.h5"),
+    (["prepare", "rml2016", "--source", "synthetic", "--out", "x.h5", "--per-class-snr", "0"], "per-class-snr"),
+    (["prepare", "rml2016", "--source", "synthetic", "--out", "x.h5", "--test-fraction", "1.5"], "test-fraction"),
+    (["train", "--data", "d.h5"], "--model"),
+    (["frobnicate"], "frobnicate"),
+])
+def test_user_errors_exit_2_with_one_line(argv, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert needle in err
+    assert not (tmp_path / "x.h5").exists()
