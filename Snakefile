@@ -1,0 +1,39 @@
+# fcos-amr: datasets x models x methods x seeds, from data preparation to the comparison report.
+# Usage: snakemake --cores 8 --use-conda          (conda; every rule names environment.yml)
+#        snakemake --cores 2                      (the project's venv, as in the README)
+#        snakemake --profile profiles/slurm       (a SLURM cluster)
+#        snakemake --configfile config/paper.yaml (the paper's real datasets)
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# The embedded default applies only when no --configfile is given: Snakemake would otherwise
+# merge it under the user's file (e.g. leave a synthetic rml2016 entry in a real-data config).
+# `--config key=value` still overrides single keys of whichever file is in use.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        all_report_outputs(),
+    default_target: True
+
+
+onsuccess:
+    print("\nfcos-amr finished. Tables, figures and metrics:")
+    for path in all_report_outputs():
+        print(f"  {path}")
+    print(f"  per-run metrics and checkpoints: {results('<dataset>', '<model>', 'seed<seed>', '<method>')}")
+    print("  browsable report: snakemake --report report.html")

@@ -1,0 +1,13 @@
+"""Snakemake step: comparison table and accuracy-vs-SNR figures for one dataset."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - this checkout's fcos library
+from fcos.report import write_dataset_report
+from fcos.runlog import logging_to
+
+with logging_to(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
+    write_dataset_report(snakemake.input.metrics, csv_path=snakemake.output.csv,  # noqa: F821
+                         markdown_path=snakemake.output.markdown,  # noqa: F821
+                         figure_paths=dict(zip(snakemake.params.models, snakemake.output.figures)))  # noqa: F821

@@ -1,0 +1,131 @@
+"""The real Snakemake workflow on config/test.yaml, in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "profiles", "fcos", "environment.yml")
+
+pytestmark = pytest.mark.slow
+
+
+def copy_workflow(dest: Path) -> Path:
+    for part in WORKFLOW_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def tool(name: str, *args, cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run([str(BIN / name), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} {' '.join(map(str, args))} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def snakemake(*args, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return tool("snakemake", "--cores", "2", "--configfile", "config/test.yaml", *args, cwd=cwd, check=check)
+
+
+@pytest.fixture(scope="module")
+def finished_workflow(tmp_path_factory) -> Path:
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    snakemake(cwd=work)
+    return work
+
+
+def test_every_output_exists_and_parses(finished_workflow):
+    config = yaml.safe_load((finished_workflow / "config" / "test.yaml").read_text())
+    results = finished_workflow / config["results_dir"]
+    models = config["models"]
+    for dataset in config["datasets"]:
+        for model in models:
+            run = results / dataset / model / "seed0" / "base"
+            assert (run / "model.pt").is_file()
+            metrics = json.loads((run / "metrics.json").read_text())
+            assert 0.0 <= metrics["accuracy"] <= 1.0
+            assert metrics["model"] == model and metrics["method"] == "base" and metrics["seed"] == 0
+            assert metrics["macs"] > 0 and metrics["params"] > 0
+            png = results / "report" / dataset / f"snr_{model}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with open(results / "report" / dataset / "table.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert sorted(r["model"] for r in rows) == sorted(models), "one row per model"
+        assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+        table_md = (results / "report" / dataset / "table.md").read_text()
+        assert all(f"| {m} |" in table_md for m in models)
+        # every rule left a log and the real-work rules a benchmark
+        assert (results / "logs" / "prepare_dataset" / f"{dataset}.log").is_file()
+        assert (results / "benchmarks" / "train_base" / dataset / models[0] / "seed0.tsv").is_file()
+
+
+def test_second_run_has_nothing_to_do(finished_workflow):
+    out = snakemake(cwd=finished_workflow)
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_dvc_checkout_of_the_data_does_not_trigger_retraining(finished_workflow, tmp_path):
+    """Version the prepared data with DVC, delete it, pull it back (new mtime): no rerun."""
+    work = finished_workflow
+    prepared = work / "results" / "data" / "rml2016.h5"
+    original = prepared.read_bytes()
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    tool("dvc", "init", "-q", cwd=work)
+    tool("dvc", "config", "core.analytics", "false", cwd=work)
+    tool("dvc", "remote", "add", "-d", "local", tmp_path / "remote", cwd=work)
+    tool("dvc", "add", "-q", "results/data", cwd=work)
+    tool("dvc", "push", "-q", cwd=work)
+    shutil.rmtree(work / "results" / "data")
+    shutil.rmtree(work / ".dvc" / "cache")
+    tool("dvc", "pull", "-q", cwd=work)
+    assert prepared.read_bytes() == original
+    checkpoint = work / "results" / "rml2016" / "cnn1d" / "seed0" / "base" / "model.pt"
+    assert prepared.stat().st_mtime > checkpoint.stat().st_mtime, "pull must really have renewed the mtime"
+    out = snakemake("--dry-run", cwd=work)
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_lint_is_clean():
+    out = tool("snakemake", "--lint", cwd=ROOT, check=False, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dry_run_from_the_default_config():
+    out = tool("snakemake", "--dry-run", "--cores", "2", cwd=ROOT, check=False, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "train_base" in out.stdout
+
+
+@pytest.mark.parametrize("patch, needle", [
+    ({"models": ["cnn1d", "vgg16"]}, "vgg16"),
+    ({"datasets": {"rml1999": {"source": "synthetic"}}}, "rml1999"),
+    ({"methods": ["magic"]}, "magic"),
+    ({"train": {"epochz": 3}}, "epochz"),
+    ({"datasets": {"rml2016": {"val_fraction": 1.5}}}, "val_fraction"),
+])
+def test_config_schema_refuses_unknown_names(patch, needle, tmp_path):
+    work = copy_workflow(tmp_path / "wf")
+    config = yaml.safe_load((work / "config" / "test.yaml").read_text())
+    config.update(patch)
+    (work / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
+    out = tool("snakemake", "--dry-run", "--cores", "1", "--configfile", "config/bad.yaml", cwd=work,
+               check=False, timeout=300)
+    assert out.returncode != 0
+    assert needle in out.stdout + out.stderr
