@@ -21,6 +21,7 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/prune.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 

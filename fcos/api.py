@@ -41,3 +41,75 @@ def evaluate_to_json(checkpoint: str | Path, data_path: str | Path, out: str | P
     metrics.update(extra or {})
     write_json(out, metrics)
     return metrics
+
+
+def prune_checkpoint(checkpoint: str | Path, data_path: str | Path, method: str, out: str | Path,
+                     record_out: str | Path, *, budget: float | None = None, seed: int = 0,
+                     options: dict[str, Any] | None = None, progress: bool = True) -> dict:
+    """Apply pruning method ``method`` to a checkpoint's model; write the pruned checkpoint.
+
+    The pruned checkpoint keeps the parent's model/dataset entries, composes the architecture
+    record (fcos.checkpoint.merge_architecture) and appends this step to ``extra["prune_steps"]``.
+    It is not fine-tuned (see finetune_checkpoint). ``record_out`` gets the method's JSON record
+    plus MACs/params before and after. Returns that record.
+    """
+    import copy
+
+    from .checkpoint import CHECKPOINT_FORMAT, merge_architecture, model_from_checkpoint
+    from .data import load_prepared
+    from .io import load_checkpoint, save_checkpoint
+    from .metrics import macs_and_params
+    from .prune import prune_model
+    from .train import check_compatible, seed_everything
+
+    payload = load_checkpoint(checkpoint)
+    data = load_prepared(data_path)
+    check_compatible(payload, data, checkpoint)
+    model = model_from_checkpoint(payload)
+    length = int(payload["model"]["length"])
+    macs_before, params_before = macs_and_params(copy.deepcopy(model), length)
+    seed_everything(seed)
+    result = prune_model(method, model, model_name=payload["model"]["name"], budget=budget, data=data,
+                         seed=seed, options=options, progress=progress)
+    macs_after, params_after = macs_and_params(copy.deepcopy(result.model), length)
+    record = {
+        "method": method, "budget": budget, "seed": seed, "options": dict(options or {}),
+        "parent": str(checkpoint), "macs_before": int(macs_before), "macs_after": int(macs_after),
+        "params_before": int(params_before), "params_after": int(params_after),
+        "details": result.record,
+    }
+    extra = dict(payload.get("extra") or {})
+    extra["prune_steps"] = list(extra.get("prune_steps", [])) + [
+        {k: v for k, v in record.items() if k != "details"}]
+    pruned = {
+        "format": CHECKPOINT_FORMAT,
+        "fcos_version": payload.get("fcos_version"),
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "model": dict(payload["model"]),
+        "architecture": merge_architecture(payload.get("architecture") or {}, result.architecture),
+        "dataset": dict(payload["dataset"]),
+        "train": dict(payload.get("train") or {}),
+        "extra": extra,
+    }
+    write_json(record_out, record)
+    save_checkpoint(out, pruned)
+    return record
+
+
+def finetune_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str | Path,
+                        train_options: dict[str, Any] | None = None, progress: bool = True) -> dict:
+    """Fine-tune (recover) a pruned checkpoint with TrainConfig ``train_options``; best-on-val."""
+    from .checkpoint import model_from_checkpoint
+    from .data import load_prepared
+    from .io import load_checkpoint
+    from .train import TrainConfig, check_compatible, seed_everything, train_model
+
+    config = TrainConfig.from_dict(dict(train_options or {}))
+    payload = load_checkpoint(checkpoint)
+    data = load_prepared(data_path)
+    check_compatible(payload, data, checkpoint)
+    seed_everything(config.seed)
+    model = model_from_checkpoint(payload).train()
+    return train_model(model, data, config, out, model_info=payload["model"],
+                       architecture=payload.get("architecture"), extra=payload.get("extra"),
+                       progress=progress)

@@ -37,3 +37,22 @@ def model_from_checkpoint(checkpoint: dict | str | Path) -> nn.Module:
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(f"{where}: state dict does not fit the recorded architecture ({first})") from None
     return model.eval()
+
+
+def merge_architecture(parent: dict, step: dict) -> dict:
+    """Compose the architecture record of a pruning step applied on top of ``parent``'s.
+
+    Removed blocks accumulate; ``resized`` stays on once any step narrowed a layer. The widths
+    themselves are not recorded: they are read from the final state dict at rebuild time.
+    """
+    merged = dict(parent or {})
+    removed = dict(merged.get("removed_blocks") or {})
+    removed.update(step.get("removed_blocks") or {})
+    if removed:
+        merged["removed_blocks"] = removed
+    if parent.get("resized") or step.get("resized"):
+        merged["resized"] = True
+    for key, value in step.items():
+        if key not in ("removed_blocks", "resized"):
+            merged[key] = value
+    return merged

@@ -334,6 +334,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data, split: str = "test",
     ``checkpoint``.
     """
     from .metrics import classification_report, macs_and_params
+    from .models import build_model
 
     payload = load_checkpoint(checkpoint_path)
     check_compatible(payload, data, checkpoint_path)
@@ -343,8 +344,14 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data, split: str = "test",
     y_pred = predict(model.to(dev), x, batch_size, dev, progress=progress)
     report = classification_report(y, y_pred, snr, list(data.classes))
     macs, params = macs_and_params(copy.deepcopy(model).cpu(), int(data.length))
+    info = payload["model"]
+    base_macs, base_params = macs_and_params(
+        build_model(info["name"], int(info["num_classes"]), int(info["length"])), int(info["length"]))
     report.update({
         "macs": int(macs), "params": int(params),
+        "base_macs": int(base_macs), "base_params": int(base_params),
+        "macs_reduction": 1.0 - macs / base_macs, "params_reduction": 1.0 - params / base_params,
+        "prune_steps": list((payload.get("extra") or {}).get("prune_steps", [])),
         "model": payload["model"]["name"], "dataset": data.manifest["dataset"],
         "dataset_sha256": data.manifest["sha256"]["overall"],
         "split": split, "checkpoint": str(checkpoint_path),

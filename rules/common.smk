@@ -1,23 +1,48 @@
 # Paths and parameter helpers shared by every rule. Rules ask these functions for paths; no rule
 # builds one itself. Layout under config["results_dir"]:
-#   data/{dataset}.h5                                           prepared (split) dataset
-#   {dataset}/{model}/seed{seed}/base/model.pt, metrics.json    trained base model
-#   {dataset}/{model}/seed{seed}/{method}/b{budget}/...         pruned variants (pruning methods)
-#   report/{dataset}/table.csv, table.md, snr_{model}.png       comparison report
-#   logs/..., benchmarks/...                                    per-job logs and benchmarks
+#   data/{dataset}.h5                                         prepared (split) dataset
+#   {dataset}/{model}/seed{seed}/base/model.pt, metrics.json  trained base model
+#   {dataset}/{model}/seed{seed}/{method}/b{budget}/          a pipeline method at one MAC budget
+#       {step}-{stage}.pruned.pt/.json   step's pruned checkpoint and its record
+#       {step}-{stage}.pt                the same after recovery fine-tuning
+#       *.metrics.json, metrics.json     per-checkpoint metrics; metrics.json = the final model
+#   report/{dataset}/table.csv, table.md, snr_{model}.png     comparison report
+#   logs/..., benchmarks/...                                  per-job logs and benchmarks
+# Methods (other than "base") are chains of pruning steps, defined in fcos/prune/chains.yaml.
 import os
+
+import yaml
+from snakemake.exceptions import WorkflowError
+
+with open(os.path.join(workflow.basedir, "fcos", "prune", "chains.yaml")) as handle:
+    CHAINS = yaml.safe_load(handle)
 
 RESULTS = config["results_dir"]
 DATASETS = sorted(config["datasets"])
 MODELS = list(config["models"])
 SEEDS = [int(s) for s in config["seeds"]]
-METHODS = list(config["methods"])
+PRUNING_METHODS = [m for m in config["methods"] if m != "base"]
+METHODS = ["base"] + PRUNING_METHODS
+BUDGETS = [f"{float(b):g}" for b in config["budgets"]]
+UNBUDGETED = "none"
+
+for _method in PRUNING_METHODS:
+    if _method not in CHAINS:
+        raise WorkflowError(
+            f"config key 'methods': unknown method {_method!r}; expected base or one of "
+            f"{', '.join(sorted(CHAINS))}"
+        )
+STAGES = sorted({step["method"] for chain in CHAINS.values() for step in chain["steps"]})
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
     model="|".join(MODELS),
     seed=r"\d+",
+    method="|".join(m.replace("-", "\\-") for m in CHAINS),
+    stage="|".join(s.replace("-", "\\-") for s in STAGES),
+    budget=r"\d+(\.\d+)?|none",
+    step=r"\d+",
 
 
 def results(*parts):
@@ -66,13 +91,90 @@ def step_resources(step, key):
     return config["resources"][step][key]
 
 
+def method_steps(method):
+    return CHAINS[method]["steps"]
+
+
+def budgets_of(method):
+    """The budgets a pipeline method runs at: the config's list, or once if it takes none."""
+    return BUDGETS if any(step["budget"] for step in method_steps(method)) else [UNBUDGETED]
+
+
+def method_dir(dataset="{dataset}", model="{model}", seed="{seed}", method="{method}", budget="{budget}"):
+    return os.path.join(run_dir(dataset, model, seed, method), f"b{budget}")
+
+
+def step_path(step, stage, suffix, **where):
+    """A file of step ``step`` (1-based) of a method's chain; suffix e.g. ".pt", ".pruned.json"."""
+    return os.path.join(method_dir(**where), f"{step}-{stage}{suffix}")
+
+
+def parent_checkpoint(wildcards):
+    """What step ``wildcards.step`` prunes: the base model, or the previous fine-tuned step."""
+    steps = method_steps(wildcards.method)
+    index = int(wildcards.step)
+    if not 1 <= index <= len(steps) or steps[index - 1]["method"] != wildcards.stage:
+        raise WorkflowError(f"{wildcards.method} has no step {index}-{wildcards.stage}")
+    if index == 1:
+        return os.path.join(run_dir(wildcards.dataset, wildcards.model, wildcards.seed), "model.pt")
+    where = dict(wildcards.items())
+    del where["step"], where["stage"]
+    return step_path(index - 1, steps[index - 2]["method"], ".pt", **where)
+
+
+def step_budget(wildcards):
+    step = method_steps(wildcards.method)[int(wildcards.step) - 1]
+    return float(wildcards.budget) if step["budget"] and wildcards.budget != UNBUDGETED else None
+
+
+def step_options(wildcards):
+    return dict(config["method_options"].get(wildcards.stage, {}))
+
+
+def finetune_options(wildcards):
+    """TrainConfig of recovery fine-tuning: config.train, then config.finetune, same seed."""
+    options = train_options(wildcards)
+    options.update(config["finetune"])
+    return options
+
+
+def final_checkpoint(wildcards):
+    steps = method_steps(wildcards.method)
+    where = {k: v for k, v in wildcards.items()}
+    return step_path(len(steps), steps[-1]["method"], ".pt", **where)
+
+
+def chain_outputs(dataset, model, seed, method, budget):
+    """Every checkpoint's metrics along a method's chain (pruned and fine-tuned) plus the final."""
+    where = dict(dataset=dataset, model=model, seed=seed, method=method, budget=budget)
+    files = [os.path.join(method_dir(**where), "metrics.json")]
+    for index, step in enumerate(method_steps(method), start=1):
+        for suffix in (".pruned.metrics.json", ".metrics.json"):
+            files.append(step_path(index, step["method"], suffix, **where))
+    return files
+
+
 def metrics_files(dataset):
-    """Every metrics JSON that the report of ``dataset`` compares."""
+    """Every final metrics JSON that the report of ``dataset`` compares."""
+    files = []
+    for model in MODELS:
+        for seed in SEEDS:
+            files.append(os.path.join(run_dir(dataset, model, seed), "metrics.json"))
+            for method in PRUNING_METHODS:
+                for budget in budgets_of(method):
+                    files.append(os.path.join(method_dir(dataset, model, seed, method, budget), "metrics.json"))
+    return files
+
+
+def step_metrics_files(dataset):
+    """Metrics of every intermediate checkpoint (after each pruning step and each fine-tune)."""
     return [
-        os.path.join(run_dir(dataset, model, seed, method), "metrics.json")
+        path
         for model in MODELS
         for seed in SEEDS
-        for method in METHODS
+        for method in PRUNING_METHODS
+        for budget in budgets_of(method)
+        for path in chain_outputs(dataset, model, seed, method, budget)
     ]
 
 
@@ -84,4 +186,6 @@ def report_outputs(dataset):
 
 
 def all_report_outputs():
-    return [path for dataset in DATASETS for path in report_outputs(dataset)]
+    return [path for dataset in DATASETS for path in report_outputs(dataset)] + [
+        path for dataset in DATASETS for path in step_metrics_files(dataset)
+    ]

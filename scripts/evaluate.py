@@ -12,4 +12,4 @@ with logging_to(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     evaluate_to_json(snakemake.input.checkpoint, snakemake.input.data,  # noqa: F821
                      snakemake.output.metrics, device=snakemake.params.device,  # noqa: F821
-                     extra={"method": snakemake.wildcards.method, "seed": int(snakemake.wildcards.seed)})  # noqa: F821
+                     extra=snakemake.params.extra)  # noqa: F821

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for part in WORKFLOW_PARTS:
         src = ROOT / part
         if src.is_dir():
@@ -116,7 +117,8 @@ def test_dry_run_from_the_default_config():
 @pytest.mark.parametrize("patch, needle", [
     ({"models": ["cnn1d", "vgg16"]}, "vgg16"),
     ({"datasets": {"rml1999": {"source": "synthetic"}}}, "rml1999"),
-    ({"methods": ["magic"]}, "magic"),
+    ({"methods": ["base", "magic"]}, "magic"),
+    ({"budgets": [1.5]}, "1.5"),
     ({"train": {"epochz": 3}}, "epochz"),
     ({"datasets": {"rml2016": {"val_fraction": 1.5}}}, "val_fraction"),
 ])

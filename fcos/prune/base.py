@@ -1,0 +1,68 @@
+"""The one interface every pruning method implements, and the registry of methods.
+
+A method takes a trained model plus a budget (and data when it needs it) and returns a smaller,
+ordinary ``nn.Module`` together with the record needed to rebuild it and to explain it:
+
+    result = prune_model("fcos-stage1", model, model_name="resnet56", budget=0.5, data=data, seed=0)
+    result.model          # real narrower layers / removed blocks, trains and saves like the original
+    result.architecture   # JSON-like surgery record: replayed by fcos.checkpoint.model_from_checkpoint
+    result.record         # JSON-like account of what was done (per layer / block), for reports
+
+``budget`` is the target reduction of MACs as a fraction in [0, 1) (0.5 = remove half the MACs),
+measured with fcos.metrics.macs_and_params on the dataset's input length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass
+class PruneResult:
+    model: nn.Module
+    architecture: dict[str, Any]
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+class PruneMethod(Protocol):
+    def __call__(self, model: nn.Module, *, model_name: str, budget: float | None, data: Any,
+                 seed: int, options: dict[str, Any], progress: bool) -> PruneResult: ...
+
+
+METHODS: dict[str, PruneMethod] = {}
+
+
+def register_method(name: str) -> Callable[[PruneMethod], PruneMethod]:
+    """Decorator: make ``fn`` available as pruning method ``name``."""
+    def decorator(fn: PruneMethod) -> PruneMethod:
+        if name in METHODS:
+            raise ValueError(f"pruning method {name!r} registered twice")
+        METHODS[name] = fn
+        return fn
+    return decorator
+
+
+def check_budget(budget: float | None, key: str = "budget") -> float | None:
+    if budget is None:
+        return None
+    if not isinstance(budget, (int, float)) or not 0 <= budget < 1:
+        raise ConfigError(f"{key}={budget!r}: expected a MAC reduction fraction in [0, 1)")
+    return float(budget)
+
+
+def prune_model(method: str, model: nn.Module, *, model_name: str, budget: float | None = None,
+                data: Any = None, seed: int = 0, options: dict[str, Any] | None = None,
+                progress: bool = False) -> PruneResult:
+    """Run pruning method ``method`` (see ``METHODS``) on ``model``."""
+    from . import load_methods
+
+    load_methods()
+    if method not in METHODS:
+        raise ConfigError(f"unknown pruning method {method!r}: expected one of {', '.join(sorted(METHODS))}")
+    return METHODS[method](model, model_name=model_name, budget=check_budget(budget), data=data, seed=seed,
+                           options=dict(options or {}), progress=progress)
