@@ -134,11 +134,58 @@ def plot_accuracy_vs_snr(records: list[dict], model: str, out: str | Path) -> No
     plt.close(fig)
 
 
-def write_dataset_report(metrics_paths: Iterable[str | Path], csv_path: str | Path,
-                         markdown_path: str | Path, figure_paths: Mapping[str, str | Path]) -> pd.DataFrame:
-    """Write the comparison CSV, its Markdown rendering and one accuracy-vs-SNR PNG per model.
+def plot_pareto(records: list[dict], out: str | Path) -> None:
+    """Accuracy vs MACs, one panel per model; every (method, budget) mean over seeds, base starred."""
+    import matplotlib
 
-    ``figure_paths`` maps model name -> PNG path. Returns the comparison table.
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = comparison_table(records)
+    models = list(dict.fromkeys(table["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.2), dpi=120, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        rows = table[table["model"] == model]
+        for method, group in rows.groupby("method", sort=False):
+            marker = "*" if method == "base" else "o"
+            size = 14 if method == "base" else 6
+            ax.plot(group["macs"] / 1e6, 100 * group["accuracy"], marker=marker, markersize=size,
+                    linestyle="-" if len(group) > 1 else "none", label=method)
+        ax.set(xscale="log", xlabel="MACs (millions, log scale)", ylabel="Test accuracy (%)",
+               title=f"{model} on {records[0]['dataset']}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def steps_table(records: list[dict]) -> pd.DataFrame:
+    """Intermediate checkpoints of pipeline methods (``method`` = "<method>:<step>-<stage>[.pruned]")."""
+    frame = pd.DataFrame([{k: r.get(k) for k in ("dataset", "model", "method", "budget", "seed", "accuracy",
+                                                    "macs", "params", "macs_reduction", "params_reduction")}
+                          for r in records])
+    if frame.empty:
+        return frame
+    parts = frame["method"].str.split(":", n=1, expand=True)
+    frame.insert(2, "pipeline", parts[0])
+    frame["method"] = parts[1]
+    frame = frame.rename(columns={"method": "checkpoint"})
+    return frame.sort_values(["model", "pipeline", "budget", "seed", "checkpoint"], kind="stable",
+                             ignore_index=True)
+
+
+def write_dataset_report(metrics_paths: Iterable[str | Path], csv_path: str | Path,
+                         markdown_path: str | Path, figure_paths: Mapping[str, str | Path],
+                         pareto_path: str | Path | None = None,
+                         step_metrics_paths: Iterable[str | Path] = (),
+                         steps_csv_path: str | Path | None = None) -> pd.DataFrame:
+    """Write the comparison CSV, its Markdown rendering and the figures of one dataset.
+
+    ``figure_paths`` maps model name -> accuracy-vs-SNR PNG path; ``pareto_path`` gets the
+    accuracy-vs-MACs figure; ``steps_csv_path`` the table of every intermediate checkpoint of
+    the pipeline methods (from ``step_metrics_paths``). Returns the comparison table.
     """
     records = load_metrics(metrics_paths)
     datasets = sorted({r["dataset"] for r in records})
@@ -152,4 +199,11 @@ def write_dataset_report(metrics_paths: Iterable[str | Path], csv_path: str | Pa
         handle.write(title + markdown_table(table))
     for model, path in figure_paths.items():
         plot_accuracy_vs_snr(records, model, path)
+    if pareto_path is not None:
+        plot_pareto(records, pareto_path)
+    if steps_csv_path is not None:
+        step_paths = list(step_metrics_paths)
+        steps = steps_table(load_metrics(step_paths)) if step_paths else pd.DataFrame()
+        with atomic_write(steps_csv_path, "w", encoding="utf-8", newline="") as handle:
+            steps.to_csv(handle, index=False, float_format="%.6g")
     return table

@@ -180,12 +180,11 @@ def step_metrics_files(dataset):
 
 def report_outputs(dataset):
     base = results("report", dataset)
-    return [os.path.join(base, "table.csv"), os.path.join(base, "table.md")] + [
+    names = ("table.csv", "table.md", "steps.csv", "pareto.png")
+    return [os.path.join(base, name) for name in names] + [
         os.path.join(base, f"snr_{model}.png") for model in MODELS
     ]
 
 
 def all_report_outputs():
-    return [path for dataset in DATASETS for path in report_outputs(dataset)] + [
-        path for dataset in DATASETS for path in step_metrics_files(dataset)
-    ]
+    return [path for dataset in DATASETS for path in report_outputs(dataset)]

@@ -10,4 +10,7 @@ from fcos.runlog import logging_to
 with logging_to(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
     write_dataset_report(snakemake.input.metrics, csv_path=snakemake.output.csv,  # noqa: F821
                          markdown_path=snakemake.output.markdown,  # noqa: F821
-                         figure_paths=dict(zip(snakemake.params.models, snakemake.output.figures)))  # noqa: F821
+                         figure_paths=dict(zip(snakemake.params.models, snakemake.output.figures)),  # noqa: F821
+                         pareto_path=snakemake.output.pareto,  # noqa: F821
+                         step_metrics_paths=snakemake.input.step_metrics,  # noqa: F821
+                         steps_csv_path=snakemake.output.steps)  # noqa: F821
