@@ -54,11 +54,16 @@ def _print_json(obj) -> None:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .data import prepare_dataset
 
-    manifest = prepare_dataset(
-        args.dataset, args.source, args.out, per_class_snr=args.per_class_snr, seed=args.seed,
-        strict=args.strict, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-        min_snr=args.min_snr, progress=not args.no_progress,
-    )
+    import warnings
+
+    with warnings.catch_warnings():
+        # The manifest's warnings are printed below, once, as one line each.
+        warnings.simplefilter("ignore", UserWarning)
+        manifest = prepare_dataset(
+            args.dataset, args.source, args.out, per_class_snr=args.per_class_snr, seed=args.seed,
+            strict=args.strict, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+            min_snr=args.min_snr, progress=not args.no_progress,
+        )
     counts = manifest["counts"]
     print(f"wrote {args.out}: {manifest['dataset']} from {manifest['source']}, "
           f"train/val/test = {counts['train']}/{counts['val']}/{counts['test']}")
@@ -71,6 +76,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .data import read_manifest
 
     _print_json(read_manifest(args.file))
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from .data.formats import write_format_samples
+
+    # Without --frames the library's default applies: the frames of the samples DVC tracks.
+    frames = {} if args.frames is None else {"frames": args.frames}
+    for path in write_format_samples(args.out, seed=args.seed, **frames):
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     return 0
 
 
@@ -133,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="print a prepared file's manifest as JSON")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("samples", help="write small synthetic sample files in the real datasets' formats")
+    p.add_argument("--out", required=True, type=Path, help="directory to write (e.g. data/samples)")
+    p.add_argument("--frames", type=_positive_int, default=None,
+                   help="frames per (class, SNR) (default: the committed samples' 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("train", help="train a base model on a prepared dataset")
     p.add_argument("--data", required=True, type=Path)
