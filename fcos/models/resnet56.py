@@ -17,6 +17,12 @@ shortcut carries only the per-channel mean of the previous stage, not a strided 
 the usual CIFAR "option A". The output width is read from the residual branch at run time, so a
 block whose convs were replaced by narrower ones still works.
 
+The zero-padding is written as a fixed (non-trainable) channel map S (C_out, C_in), a buffer
+initialised to the zero-pad identity, shortcut(x) = S @ avgpool(x): numerically identical to
+padding, but channel fusion (fcos.prune.fusion) can then give each stage's residual stream its
+own channel partition and stay exact, by editing S like a weight (rows = the new stage's
+channels, columns = the previous stage's). See :class:`PoolPadShortcut`.
+
 One deliberate difference: the authors build the padded shortcut from ``x.data`` (legacy
 ``Variable`` code), which cuts the gradient through that shortcut. That looks accidental; by
 default gradients flow here, and ``detach_shortcut=True`` reproduces the authors' behaviour.
@@ -45,20 +51,49 @@ def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 
 
 class PoolPadShortcut(nn.Module):
-    """Parameter-free downsampling shortcut: global average pool, then zero-pad channels.
+    """Parameter-free downsampling shortcut: global average pool, then a fixed channel map.
 
     ``forward(x, width)`` maps x (B, C_in, H, W) to (B, width, 1, 1); the caller broadcast-adds it
-    to the residual branch (B, width, H', W'). Channels C_in..width-1 are zero.
+    to the residual branch (B, width, H', W').
+
+    Built with ``in_channels`` and ``out_channels`` (as :class:`BasicBlock` does), the module holds
+    a buffer ``mapping`` S of shape (out_channels, in_channels), initialised to the zero-pad
+    identity (S[i, i] = 1, all else 0), and returns S @ avgpool(x): bit-identical to zero-padding
+    at init. S is not trained; it is in the state dict so that a fused S round-trips, and channel
+    fusion edits it (rows averaged per fused output channel, columns summed per fused input
+    channel), which keeps the shortcut exact when the fused channels are identical. If S is larger
+    than the run-time shapes (a model whose convs were narrowed by hand, keeping the leading
+    channels), its leading (width, C_in) block is used, which for the initial S is exactly
+    zero-padding. Checkpoints written before S existed load with the initial S.
+
+    Built without channel counts (``PoolPadShortcut()``), there is no S and channels
+    C_in..width-1 are zero-padded as in the authors' code; narrowing is then an error.
+
+    Cost (the MAC counter calls :meth:`count_macs`): 0 while S is a 0/1 routing map with at most
+    one 1 per row (the zero-pad identity, or one kept by channel selection: a copy, which the
+    published counts do not price either), else width * C_in per sample (a dense product).
     """
 
-    def __init__(self, detach: bool = False):
+    def __init__(self, detach: bool = False, in_channels: int | None = None,
+                 out_channels: int | None = None):
         super().__init__()
         self.detach = detach
+        mapping = None
+        if in_channels is not None or out_channels is not None:
+            if in_channels is None or out_channels is None:
+                raise ValueError("PoolPadShortcut needs both in_channels and out_channels, "
+                                 "or neither")
+            mapping = torch.eye(out_channels, in_channels)
+        self.register_buffer("mapping", mapping)
+        self.register_load_state_dict_pre_hook(_initial_mapping_if_missing)
 
     def forward(self, x: torch.Tensor, width: int) -> torch.Tensor:
         pooled = F.adaptive_avg_pool2d(x, 1)
         if self.detach:
             pooled = pooled.detach()
+        if self.mapping is not None:
+            return torch.einsum("oi,bihw->bohw", self._effective_mapping(pooled.shape[1], width),
+                                pooled)
         extra = width - pooled.shape[1]
         if extra < 0:
             raise ValueError(
@@ -68,8 +103,46 @@ class PoolPadShortcut(nn.Module):
         # F.pad pads the last dimensions first: (W, W, H, H, C_front, C_back).
         return F.pad(pooled, (0, 0, 0, 0, 0, extra))
 
+    def _effective_mapping(self, in_channels: int, width: int) -> torch.Tensor:
+        """The (width, in_channels) block of S used for these run-time shapes."""
+        rows, cols = self.mapping.shape
+        if rows < width or cols < in_channels:
+            raise ValueError(f"shortcut channel map {rows}x{cols} cannot map {in_channels} input "
+                             f"channels to {width}")
+        return self.mapping[:width, :in_channels]
+
+    def count_macs(self, inputs: tuple, output: torch.Tensor) -> int:
+        """Multiply-accumulates of one forward call (see the class docstring)."""
+        if self.mapping is None:
+            return 0
+        batch, in_channels = inputs[0].shape[:2]
+        mapping = self._effective_mapping(in_channels, output.shape[1])
+        is_copy = bool(((mapping == 0) | (mapping == 1)).all()
+                       and ((mapping != 0).sum(dim=1) <= 1).all())
+        return 0 if is_copy else batch * mapping.numel()
+
+    def resize_like(self, shapes: dict[str, torch.Size]) -> None:
+        """Give ``mapping`` the shape found in a state dict (``{"mapping": shape}``).
+
+        fcos.prune.surgery.resize_to_state_dict calls this for a fused model; values come from
+        the state dict afterwards.
+        """
+        if "mapping" in shapes and (self.mapping is None
+                                    or tuple(self.mapping.shape) != tuple(shapes["mapping"])):
+            like = {} if self.mapping is None else {"dtype": self.mapping.dtype,
+                                                    "device": self.mapping.device}
+            self.mapping = torch.zeros(shapes["mapping"], **like)
+
     def extra_repr(self) -> str:
-        return f"detach={self.detach}"
+        if self.mapping is None:
+            return f"detach={self.detach}"
+        return f"detach={self.detach}, mapping={tuple(self.mapping.shape)}"
+
+
+def _initial_mapping_if_missing(module: PoolPadShortcut, state_dict, prefix, *args) -> None:
+    # A checkpoint from before the channel map existed: its shortcut was the zero-pad identity.
+    if module.mapping is not None and prefix + "mapping" not in state_dict:
+        state_dict[prefix + "mapping"] = torch.eye(*module.mapping.shape)
 
 
 class BasicBlock(nn.Module):
@@ -88,7 +161,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = _conv3x3(out_channels, out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self.downsample = (PoolPadShortcut(detach_shortcut)
+        self.downsample = (PoolPadShortcut(detach_shortcut, in_channels, out_channels)
                            if stride != 1 or in_channels != out_channels else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

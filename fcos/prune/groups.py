@@ -1,0 +1,212 @@
+"""Which channels are coupled: the channel groups of each model, written from its wiring.
+
+A :class:`ChannelGroup` is a set of C channels that any channel-reducing method must partition
+once, for every tensor that holds them:
+
+- ``producers`` write the channels: a conv's or linear layer's output rows (weight rows and
+  bias), each with the BatchNorm that normalises them right after, or a channel map's rows (the
+  ``mapping`` buffer of ResNet56's pooled shortcut, see fcos.models.resnet56.PoolPadShortcut);
+- ``consumers`` read them: a conv's input channels, a linear layer's input features (``block``
+  consecutive features per channel when a (C, T) map is flattened channel-major into it, as in
+  CNN1D's ``dense``), or a channel map's columns.
+
+``kind`` is ``"stream"`` when several producers add into the channels (a residual stream: every
+tensor on it must share one partition) and ``"inner"`` when one layer writes them (inside a
+block, or between blocks without a residual add, such as SigNet50's stem output). The
+classifier's outputs and the network input are never a group.
+
+Groups per model (names are what the ``skip`` option of channel fusion takes):
+
+- ``cnn1d``: per stack i, ``stacks.i.conv2`` and ``stacks.i.conv4`` (inner: conv2 -> conv3,
+  conv4 -> conv5) and ``stacks.i.stream`` (conv1, conv3, conv5 add up; read by conv2, conv4 and
+  the next stack's conv1, or by ``dense`` in L/64-step blocks after the last stack); ``dense``
+  (its 128 hidden units, read by the classifier).
+- ``resnet56``: per block, ``layerS.B.conv1`` (inner: conv1/bn1 -> conv2); per stage,
+  ``layerS.stream``: stage 1 is written by the stem and every block's conv2/bn2; stages 2 and 3
+  by the opening block's shortcut map rows and every conv2/bn2. A stream is read by the blocks'
+  conv1, by the next stage's opening conv1 and shortcut map columns, and finally by ``fc``.
+- ``signet50``: ``stem`` (stem conv/bn -> layer1.0's conv1 and projection); per bottleneck,
+  ``layerS.B.conv1`` and ``layerS.B.conv2`` (inner); per stage, ``layerS.stream`` (projection
+  conv/BN and every conv3/bn3; read by the blocks' conv1, the next stage's conv1 and projection,
+  and finally the 1x1-conv head ``fc``).
+
+A block replaced by a parameter-free module (a removed block: identity or a pooling) passes its
+channels through, so the stream continues across it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import ConfigError
+from ..models.cnn1d import ResidualStack
+from ..models.resnet56 import BasicBlock
+from ..models.signet50 import Bottleneck
+
+KINDS = ("inner", "stream")
+
+
+@dataclass(frozen=True)
+class Producer:
+    """A layer writing the group's channels as its output rows.
+
+    ``module``: dotted name of a Conv1d/2d, Linear or a channel map (a module with a 2-D
+    ``mapping`` buffer (C_out, C_in)); ``norm``: dotted name of the BatchNorm right after it on
+    the same channels, or None.
+    """
+
+    module: str
+    norm: str | None = None
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A layer reading the group's channels as its input columns.
+
+    ``module``: dotted name of a Conv1d/2d (groups=1), Linear or channel map; ``block``: input
+    features per channel, laid out channel-major (1 except for a Linear reading a flattened
+    (C, T) map, where it is T).
+    """
+
+    module: str
+    block: int = 1
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """``channels`` coupled channels: one partition for all ``producers`` and ``consumers``."""
+
+    name: str
+    kind: str
+    channels: int
+    producers: tuple[Producer, ...]
+    consumers: tuple[Consumer, ...]
+
+
+class _OpenGroup:
+    """A group under construction: producers so far, consumers so far."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.producers: list[Producer] = []
+        self.consumers: list[Consumer] = []
+
+    def close(self, model: nn.Module) -> ChannelGroup:
+        first = model.get_submodule(self.producers[0].module)
+        channels = first.mapping.shape[0] if hasattr(first, "mapping") else first.weight.shape[0]
+        kind = "stream" if len(self.producers) > 1 else "inner"
+        return ChannelGroup(self.name, kind, int(channels), tuple(self.producers),
+                            tuple(self.consumers))
+
+
+def _is_pass_through(module: nn.Module) -> bool:
+    # A removed block's replacement (identity, pooling) has no parameters and keeps channels.
+    return next(module.parameters(), None) is None
+
+
+def _blocks(model: nn.Module, stages: list[str], block_type: type) -> list[tuple[str, nn.Module]]:
+    """(dotted name, block) of every kept block in depth order; replaced blocks are skipped."""
+    found = []
+    for stage in stages:
+        for index, block in enumerate(model.get_submodule(stage)):
+            name = f"{stage}.{index}"
+            if isinstance(block, block_type):
+                found.append((name, block))
+            elif not _is_pass_through(block):
+                raise ConfigError(f"channel groups: {name} is a {type(block).__name__}, expected a "
+                                  f"{block_type.__name__} or a parameter-free replacement")
+    return found
+
+
+def _cnn1d_groups(model: nn.Module) -> list[ChannelGroup]:
+    groups: list[ChannelGroup] = []
+    stream: _OpenGroup | None = None  # None: the network input (2 fixed channels)
+    for name, _ in _blocks(model, ["stacks"], ResidualStack):
+        if stream is not None:
+            stream.consumers.append(Consumer(f"{name}.conv1"))
+            groups.append(stream.close(model))
+        for inner, reader in (("conv2", "conv3"), ("conv4", "conv5")):
+            group = _OpenGroup(f"{name}.{inner}")
+            group.producers.append(Producer(f"{name}.{inner}"))
+            group.consumers.append(Consumer(f"{name}.{reader}"))
+            groups.append(group.close(model))
+        stream = _OpenGroup(f"{name}.stream")
+        stream.producers += [Producer(f"{name}.{conv}") for conv in ("conv1", "conv3", "conv5")]
+        stream.consumers += [Consumer(f"{name}.{conv}") for conv in ("conv2", "conv4")]
+    if stream is not None:
+        channels = model.get_submodule(stream.producers[0].module).weight.shape[0]
+        steps, remainder = divmod(model.dense.in_features, channels)
+        if remainder:
+            raise ConfigError(f"channel groups: dense has {model.dense.in_features} inputs, not a "
+                              f"multiple of the last stack's {channels} channels")
+        stream.consumers.append(Consumer("dense", block=steps))
+        groups.append(stream.close(model))
+    hidden = _OpenGroup("dense")
+    hidden.producers.append(Producer("dense"))
+    hidden.consumers.append(Consumer("classifier"))
+    groups.append(hidden.close(model))
+    return groups
+
+
+def _resnet56_groups(model: nn.Module) -> list[ChannelGroup]:
+    groups: list[ChannelGroup] = []
+    stream = _OpenGroup("layer1.stream")
+    stream.producers.append(Producer("stem.conv", "stem.bn"))
+    for name, block in _blocks(model, ["layer1", "layer2", "layer3"], BasicBlock):
+        stage = name.split(".")[0]
+        stream.consumers.append(Consumer(f"{name}.conv1"))
+        if block.downsample is not None:
+            if getattr(block.downsample, "mapping", None) is None:
+                raise ConfigError(f"channel groups: {name}.downsample has no channel map")
+            stream.consumers.append(Consumer(f"{name}.downsample"))
+            groups.append(stream.close(model))
+            stream = _OpenGroup(f"{stage}.stream")
+            stream.producers.append(Producer(f"{name}.downsample"))
+        inner = _OpenGroup(f"{name}.conv1")
+        inner.producers.append(Producer(f"{name}.conv1", f"{name}.bn1"))
+        inner.consumers.append(Consumer(f"{name}.conv2"))
+        groups.append(inner.close(model))
+        stream.producers.append(Producer(f"{name}.conv2", f"{name}.bn2"))
+    stream.consumers.append(Consumer("fc"))
+    groups.append(stream.close(model))
+    return groups
+
+
+def _signet50_groups(model: nn.Module) -> list[ChannelGroup]:
+    groups: list[ChannelGroup] = []
+    stream = _OpenGroup("stem")
+    stream.producers.append(Producer("stem.conv", "stem.bn"))
+    for name, block in _blocks(model, ["layer1", "layer2", "layer3", "layer4"], Bottleneck):
+        stage = name.split(".")[0]
+        stream.consumers.append(Consumer(f"{name}.conv1"))
+        if block.downsample is not None:
+            stream.consumers.append(Consumer(f"{name}.downsample.0"))
+            groups.append(stream.close(model))
+            stream = _OpenGroup(f"{stage}.stream")
+            stream.producers.append(Producer(f"{name}.downsample.0", f"{name}.downsample.1"))
+        for inner, reader in (("conv1", "conv2"), ("conv2", "conv3")):
+            group = _OpenGroup(f"{name}.{inner}")
+            group.producers.append(Producer(f"{name}.{inner}", f"{name}.bn{inner[-1]}"))
+            group.consumers.append(Consumer(f"{name}.{reader}"))
+            groups.append(group.close(model))
+        stream.producers.append(Producer(f"{name}.conv3", f"{name}.bn3"))
+    stream.consumers.append(Consumer("fc"))
+    groups.append(stream.close(model))
+    return groups
+
+
+_BUILDERS = {"cnn1d": _cnn1d_groups, "resnet56": _resnet56_groups, "signet50": _signet50_groups}
+
+
+def channel_groups(model: nn.Module, model_name: str) -> list[ChannelGroup]:
+    """The channel groups of ``model`` (built as ``model_name``), in depth order.
+
+    Channel counts are read from the model as it is, so an already narrowed model works too.
+    Raises ConfigError for a model name without a wiring description.
+    """
+    if model_name not in _BUILDERS:
+        raise ConfigError(f"channel groups: no wiring description for model {model_name!r}; "
+                          f"expected one of {', '.join(sorted(_BUILDERS))}")
+    return _BUILDERS[model_name](model)
