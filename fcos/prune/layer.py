@@ -1,0 +1,196 @@
+"""Layer-pruning baselines: remove whole blocks to a MAC budget, blocks ranked three ways.
+
+All three share LaCD's machinery (``fcos.prune.lacd``): which blocks are removable and what
+replaces them (``inspect_blocks``/``remove_blocks``), the linear probes (``diagnose_collapse``)
+and the budgeted selection (``prune_ranked_to_budget``: walk the ranking, first = first to go,
+taking blocks while the MAC saving gets closer to the target; the achieved reduction and its gap
+to the target are in the record, since block granularity rarely hits a budget exactly).
+
+- "lcp" (linear classifier probes; Chen & Zhao, "Shallowing deep networks", TPAMI 2019): probe
+  every block like LaCD, rank by the probe accuracy's rise over the *previous* point
+  (``step_gain``), remove the blocks with the smallest rise. LaCD ranks by the gain over the
+  best earlier point instead (its collapse criterion); the two differ after an accuracy dip.
+- "sr-init" (Tang et al., ICASSP 2023): re-initialise one removable block at a time (its
+  modules' ``reset_parameters``: PyTorch's default initialisation, BatchNorm running statistics
+  reset too; seeded per block), measure the validation-accuracy drop on a seeded subset
+  (option ``val_samples``), restore the block; remove the blocks whose re-initialisation hurts
+  least.
+- "random-layer": a seeded random order of the removable blocks.
+
+Every method needs a budget (a MAC-reduction fraction); the input model is not modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..checkpoint import merge_architecture
+from ..errors import ConfigError
+from .base import PruneResult, register_method
+from .lacd import (DIAGNOSE_OPTIONS, REMOVAL_OPTIONS, check_options, diagnose_collapse,
+                   input_architecture, inspect_blocks, prune_ranked_to_budget, rank_by_score)
+
+#: Validation examples SR-init evaluates each re-initialised model on (seeded subset).
+DEFAULT_SR_INIT_VAL_SAMPLES = 2000
+
+
+def _require_budget(method: str, budget: float | None) -> float:
+    if budget is None:
+        raise ConfigError(f"pruning method {method} needs a budget (MAC reduction fraction in [0, 1))")
+    return budget
+
+
+def _length(model: nn.Module, data: Any) -> int:
+    return int(getattr(data, "length", None) or model.length)
+
+
+def _prune_by_ranking(method: str, model: nn.Module, ranking: Sequence[str], scores: dict[str, float] | None,
+                      *, model_name: str, budget: float, data: Any, options: dict[str, Any],
+                      extra: dict[str, Any], tic: float) -> PruneResult:
+    """Common tail of the baselines: remove blocks of ``ranking`` to the budget, build the record."""
+    previous = input_architecture(model, model_name, data, options)
+    model, removal, summary = prune_ranked_to_budget(
+        model, ranking, length=_length(model, data), budget=budget,
+        rule=options.get("budget_rule", "closest"), reference_macs=options.get("reference_macs"))
+    record = {"method": method,
+              "ranking": [{"name": name, "score": None if scores is None else scores[name]} for name in ranking],
+              "selection": summary, **extra, "time_s": time.perf_counter() - tic}
+    return PruneResult(model, merge_architecture(previous, removal), record=record)
+
+
+def removable_names(model: nn.Module, length: int) -> list[str]:
+    """Removable blocks of ``model`` in depth order (see ``fcos.prune.lacd.inspect_blocks``)."""
+    return [info.name for info in inspect_blocks(model, length) if info.removable]
+
+
+# --------------------------------------------------------------------------------------- LCP
+
+
+@register_method("lcp")
+def lcp(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
+        options: dict[str, Any], progress: bool) -> PruneResult:
+    """Linear classifier probes: remove the blocks whose probe accuracy rises least.
+
+    Options: those of ``diagnose_collapse`` (pooling, max_train, ...) and budget_rule,
+    reference_macs, architecture. ``record["probe_report"]`` is the full probe report.
+    """
+    tic = time.perf_counter()
+    check_options("lcp", options, DIAGNOSE_OPTIONS + REMOVAL_OPTIONS)
+    budget = _require_budget("lcp", budget)
+    if data is None:
+        raise ConfigError("pruning method lcp needs the prepared dataset (probes train on it)")
+    model = copy.deepcopy(model)
+    report = diagnose_collapse(model, data, seed=seed, progress=progress,
+                               **{k: options[k] for k in DIAGNOSE_OPTIONS if k in options})
+    ranking = rank_by_score(report, "step_gain")
+    scores = {p["name"]: p["step_gain"] for p in report["points"] if p["name"] in ranking}
+    return _prune_by_ranking("lcp", model, ranking, scores, model_name=model_name, budget=budget, data=data,
+                             options=options, extra={"score": "probe accuracy step gain",
+                                                     "probe_report": report}, tic=tic)
+
+
+# ------------------------------------------------------------------------------------ SR-init
+
+
+def _block_seed(seed: int, index: int) -> int:
+    """A torch seed for block ``index`` under run ``seed`` (independent streams per block)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def reinitialise(block: nn.Module) -> None:
+    """Re-draw every parameter of ``block`` with its modules' default initialisation."""
+    for module in block.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+
+
+def reinitialisation_drops(model: nn.Module, blocks: Sequence[str], x: np.ndarray, y: np.ndarray, *,
+                           seed: int, batch_size: int, device: torch.device,
+                           progress: bool = False) -> tuple[float, dict[str, float]]:
+    """Accuracy on (x (N, 2, L), y (N,)) of ``model``, and its drop when each block in turn is
+    re-initialised (seeded per block, then restored). The model ends as it started."""
+    from ..train import accuracy
+
+    modes = {module: module.training for module in model.modules()}
+    original_device = next(model.parameters()).device
+    model.to(device)
+    try:
+        base = accuracy(model, x, y, batch_size, device)
+        drops = {}
+        for index, name in enumerate(tqdm(blocks, desc="SR-init", disable=not progress, leave=False)):
+            block = model.get_submodule(name)
+            saved = copy.deepcopy(block.state_dict())
+            with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is not consumed
+                torch.manual_seed(_block_seed(seed, index))
+                reinitialise(block)
+            drops[name] = base - accuracy(model, x, y, batch_size, device)
+            block.load_state_dict(saved)
+    finally:
+        model.to(original_device)
+        for module, training in modes.items():
+            module.training = training
+    return base, drops
+
+
+@register_method("sr-init")
+def sr_init(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
+            options: dict[str, Any], progress: bool) -> PruneResult:
+    """SR-init: remove the blocks whose re-initialisation costs the least validation accuracy.
+
+    Options: val_samples (default 2000; None = the whole val split), batch_size, device ("auto"),
+    and budget_rule, reference_macs, architecture.
+    """
+    from ..train import resolve_device
+
+    tic = time.perf_counter()
+    check_options("sr-init", options, ("val_samples", "batch_size", "device") + REMOVAL_OPTIONS)
+    budget = _require_budget("sr-init", budget)
+    if data is None:
+        raise ConfigError("pruning method sr-init needs the prepared dataset (it measures val accuracy)")
+    model = copy.deepcopy(model)
+    x, y, _ = data.split("val")
+    cap = options.get("val_samples", DEFAULT_SR_INIT_VAL_SAMPLES)
+    if cap is not None and cap < len(y):
+        if cap < 1:
+            raise ConfigError(f"sr-init: val_samples={cap!r}: expected an integer >= 1 or None")
+        rows = np.sort(np.random.default_rng(seed).choice(len(y), size=int(cap), replace=False))
+        x, y = x[rows], y[rows]
+    blocks = removable_names(model, _length(model, data))
+    base, drops = reinitialisation_drops(model, blocks, x, y, seed=seed,
+                                         batch_size=int(options.get("batch_size", 512)),
+                                         device=resolve_device(options.get("device", "auto")),
+                                         progress=progress)
+    ranking = sorted(blocks, key=lambda name: drops[name])  # stable: ties keep depth order
+    return _prune_by_ranking("sr-init", model, ranking, drops, model_name=model_name, budget=budget,
+                             data=data, options=options,
+                             extra={"score": "val accuracy drop when re-initialised",
+                                    "base_accuracy": base, "val_samples": int(len(y))}, tic=tic)
+
+
+# ------------------------------------------------------------------------------- random layer
+
+
+@register_method("random-layer")
+def random_layer(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
+                 options: dict[str, Any], progress: bool) -> PruneResult:
+    """Remove removable blocks in a seeded random order to the budget.
+
+    Options: budget_rule, reference_macs, architecture. ``data`` is optional (only its length).
+    """
+    tic = time.perf_counter()
+    check_options("random-layer", options, REMOVAL_OPTIONS)
+    budget = _require_budget("random-layer", budget)
+    model = copy.deepcopy(model)
+    blocks = removable_names(model, _length(model, data))
+    order = np.random.default_rng(seed).permutation(len(blocks))
+    ranking = [blocks[i] for i in order]
+    return _prune_by_ranking("random-layer", model, ranking, None, model_name=model_name, budget=budget,
+                             data=data, options=options, extra={"score": "seeded random order"}, tic=tic)
