@@ -22,6 +22,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/prune.smk"
+include: "rules/fcos.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
@@ -29,6 +30,7 @@ include: "rules/report.smk"
 rule all:
     input:
         all_report_outputs(),
+        all_probe_curves(),
     default_target: True
 
 

@@ -113,3 +113,41 @@ def finetune_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     return train_model(model, data, config, out, model_info=payload["model"],
                        architecture=payload.get("architecture"), extra=payload.get("extra"),
                        progress=progress)
+
+
+def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str | Path,
+                        options: dict[str, Any] | None = None, seed: int = 0, progress: bool = True) -> dict:
+    """LaCD diagnosis (probe accuracy per block, collapsed blocks) of a checkpoint, to JSON.
+
+    ``options`` may hold any lacd method option; only the diagnosis ones are used here.
+    """
+    from .checkpoint import model_from_checkpoint
+    from .data import load_prepared
+    from .io import load_checkpoint
+    from .prune.lacd import DIAGNOSE_OPTIONS, diagnose_collapse
+    from .train import check_compatible
+
+    payload = load_checkpoint(checkpoint)
+    data = load_prepared(data_path)
+    check_compatible(payload, data, checkpoint)
+    chosen = {k: v for k, v in (options or {}).items() if k in DIAGNOSE_OPTIONS}
+    report = diagnose_collapse(model_from_checkpoint(payload), data, seed=seed, progress=progress, **chosen)
+    report["checkpoint"] = str(checkpoint)
+    write_json(out, report)
+    return report
+
+
+def plot_probe_curves(reports: dict[str, str | Path], out: str | Path, title: str | None = None) -> None:
+    """Probe-accuracy-by-depth figure from LaCD reports: {label: JSON path}.
+
+    A path may hold a bare diagnosis (diagnose_checkpoint) or a pruning-step record whose
+    ``details`` is the LaCD report (prune_checkpoint with method "lacd").
+    """
+    from .io import read_json
+    from .prune.lacd import plot_probe_curve
+
+    loaded = {}
+    for label, path in reports.items():
+        report = read_json(path)
+        loaded[label] = report.get("details", report)
+    plot_probe_curve(loaded, out, title=title)

@@ -168,9 +168,9 @@ def steps_table(records: list[dict]) -> pd.DataFrame:
                           for r in records])
     if frame.empty:
         return frame
-    parts = frame["method"].str.split(":", n=1, expand=True)
+    parts = frame["method"].str.split(":", n=1, expand=True).reindex(columns=[0, 1])
     frame.insert(2, "pipeline", parts[0])
-    frame["method"] = parts[1]
+    frame["method"] = parts[1].fillna("final")  # the method's own metrics.json
     frame = frame.rename(columns={"method": "checkpoint"})
     return frame.sort_values(["model", "pipeline", "budget", "seed", "checkpoint"], kind="stable",
                              ignore_index=True)

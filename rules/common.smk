@@ -144,6 +144,14 @@ def final_checkpoint(wildcards):
     return step_path(len(steps), steps[-1]["method"], ".pt", **where)
 
 
+def lacd_step_record(wildcards):
+    """The record of the LaCD step of a method's chain (it holds the probe report)."""
+    for index, step in enumerate(method_steps(wildcards.method), start=1):
+        if step["method"] == "lacd":
+            return step_path(index, "lacd", ".pruned.json", **dict(wildcards.items()))
+    raise WorkflowError(f"method {wildcards.method} has no LaCD step")
+
+
 def chain_outputs(dataset, model, seed, method, budget):
     """Every checkpoint's metrics along a method's chain (pruned and fine-tuned) plus the final."""
     where = dict(dataset=dataset, model=model, seed=seed, method=method, budget=budget)
@@ -188,3 +196,16 @@ def report_outputs(dataset):
 
 def all_report_outputs():
     return [path for dataset in DATASETS for path in report_outputs(dataset)]
+
+
+def all_probe_curves():
+    """One probe-curve figure per run of a method whose chain has a LaCD step."""
+    return [
+        os.path.join(method_dir(dataset, model, seed, method, budget), "probe_curve.png")
+        for dataset in DATASETS
+        for model in MODELS
+        for seed in SEEDS
+        for method in PRUNING_METHODS
+        if any(step["method"] == "lacd" for step in method_steps(method))
+        for budget in budgets_of(method)
+    ]

@@ -55,7 +55,8 @@ def finished_workflow(tmp_path_factory) -> Path:
 def test_every_output_exists_and_parses(finished_workflow):
     config = yaml.safe_load((finished_workflow / "config" / "test.yaml").read_text())
     results = finished_workflow / config["results_dir"]
-    models = config["models"]
+    models, methods = config["models"], config["methods"]
+    assert "fcos" in methods and len(methods) >= 3, "the test config must exercise FCOS and a baseline"
     for dataset in config["datasets"]:
         for model in models:
             run = results / dataset / model / "seed0" / "base"
@@ -68,13 +69,54 @@ def test_every_output_exists_and_parses(finished_workflow):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with open(results / "report" / dataset / "table.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
-        assert sorted(r["model"] for r in rows) == sorted(models), "one row per model"
+        assert sorted((r["model"], r["method"]) for r in rows) == sorted(
+            (m, method) for m in models for method in methods), "one row per model and method"
         assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
         table_md = (results / "report" / dataset / "table.md").read_text()
         assert all(f"| {m} |" in table_md for m in models)
+        assert (results / "report" / dataset / "pareto.png").read_bytes()[:4] == b"\x89PNG"
         # every rule left a log and the real-work rules a benchmark
         assert (results / "logs" / "prepare_dataset" / f"{dataset}.log").is_file()
         assert (results / "benchmarks" / "train_base" / dataset / models[0] / "seed0.tsv").is_file()
+
+
+def test_pruned_methods_meet_their_contract(finished_workflow):
+    """Metrics carry method/budget/base_macs; FCOS's final model is smaller than stage 1 alone."""
+    config = yaml.safe_load((finished_workflow / "config" / "test.yaml").read_text())
+    results = finished_workflow / config["results_dir"]
+    budget = config["budgets"][0]
+    for model in config["models"]:
+        run = results / "rml2016" / model / "seed0"
+        for method in config["methods"]:
+            if method == "base":
+                continue
+            final = json.loads((run / method / f"b{budget:g}" / "metrics.json").read_text())
+            assert final["method"] == method and final["budget"] == budget
+            assert final["base_macs"] > final["macs"] and 0 <= final["accuracy"] <= 1
+            assert set(final["per_snr"]) and final["prune_steps"]
+        fcos = run / "fcos" / f"b{budget:g}"
+        stage1 = json.loads((fcos / "1-fcos-stage1.metrics.json").read_text())
+        final = json.loads((fcos / "metrics.json").read_text())
+        assert abs(stage1["macs_reduction"] - budget) <= 0.02, "stage 1 meets the MAC budget within 2 points"
+        lacd = json.loads((fcos / "2-lacd.pruned.json").read_text())
+        if lacd["details"]["selection"]["removed"]:
+            assert final["macs"] < stage1["macs"] and final["params"] < stage1["params"]
+        assert (fcos / "probe_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_every_checkpoint_reloads_with_weights_only(finished_workflow):
+    import torch
+
+    from fcos.checkpoint import model_from_checkpoint
+
+    checkpoints = sorted((finished_workflow / "results").rglob("*.pt"))
+    assert len(checkpoints) >= 10
+    for path in checkpoints:
+        payload = torch.load(path, weights_only=True)
+        model = model_from_checkpoint(payload)
+        with torch.no_grad():
+            out = model(torch.randn(2, 2, payload["model"]["length"]))
+        assert out.shape == (2, payload["model"]["num_classes"])
 
 
 def test_second_run_has_nothing_to_do(finished_workflow):
