@@ -95,6 +95,10 @@ def method_steps(method):
     return CHAINS[method]["steps"]
 
 
+def applies_to(method, model):
+    return model in CHAINS[method].get("models", MODELS)
+
+
 def budgets_of(method):
     """The budgets a pipeline method runs at: the config's list, or once if it takes none."""
     return BUDGETS if any(step["budget"] for step in method_steps(method)) else [UNBUDGETED]
@@ -169,6 +173,8 @@ def metrics_files(dataset):
         for seed in SEEDS:
             files.append(os.path.join(run_dir(dataset, model, seed), "metrics.json"))
             for method in PRUNING_METHODS:
+                if not applies_to(method, model):
+                    continue
                 for budget in budgets_of(method):
                     files.append(os.path.join(method_dir(dataset, model, seed, method, budget), "metrics.json"))
     return files
@@ -181,6 +187,7 @@ def step_metrics_files(dataset):
         for model in MODELS
         for seed in SEEDS
         for method in PRUNING_METHODS
+        if applies_to(method, model)
         for budget in budgets_of(method)
         for path in chain_outputs(dataset, model, seed, method, budget)
     ]
@@ -206,6 +213,6 @@ def all_probe_curves():
         for model in MODELS
         for seed in SEEDS
         for method in PRUNING_METHODS
-        if any(step["method"] == "lacd" for step in method_steps(method))
+        if applies_to(method, model) and any(step["method"] == "lacd" for step in method_steps(method))
         for budget in budgets_of(method)
     ]
