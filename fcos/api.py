@@ -43,10 +43,13 @@ def evaluate_to_json(checkpoint: str | Path, data_path: str | Path, out: str | P
     return metrics
 
 
-def prune_checkpoint(checkpoint: str | Path, data_path: str | Path, method: str, out: str | Path,
+def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, method: str, out: str | Path,
                      record_out: str | Path, *, budget: float | None = None, seed: int = 0,
                      options: dict[str, Any] | None = None, progress: bool = True) -> dict:
     """Apply pruning method ``method`` to a checkpoint's model; write the pruned checkpoint.
+
+    ``data_path`` (a prepared dataset) is needed by data-driven methods (LaCD, layer baselines,
+    slimming, Taylor); data-free ones accept None.
 
     The pruned checkpoint keeps the parent's model/dataset entries, composes the architecture
     record (fcos.checkpoint.merge_architecture) and appends this step to ``extra["prune_steps"]``.
@@ -63,8 +66,10 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path, method: str,
     from .train import check_compatible, seed_everything
 
     payload = load_checkpoint(checkpoint)
-    data = load_prepared(data_path)
-    check_compatible(payload, data, checkpoint)
+    data = None
+    if data_path is not None:  # data-free methods (fcos-stage1, l1, fpgm, random) need none
+        data = load_prepared(data_path)
+        check_compatible(payload, data, checkpoint)
     model = model_from_checkpoint(payload)
     length = int(payload["model"]["length"])
     macs_before, params_before = macs_and_params(copy.deepcopy(model), length)

@@ -112,6 +112,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_options(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values parsed as YAML scalars/lists (0.5, true, [a, b], text)."""
+    import yaml
+
+    from .errors import ConfigError
+
+    options = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option {pair!r}: expected key=value")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .api import prune_checkpoint
+
+    options = _parse_options(args.option)
+    if args.keep_ratio is not None:
+        options["keep_ratio"] = args.keep_ratio
+    if args.linkage is not None:
+        options["linkage"] = args.linkage
+    report = args.report or args.out.with_name(args.out.name + ".json")
+    record = prune_checkpoint(args.checkpoint, args.data, args.method, args.out, report, budget=args.budget,
+                              seed=args.seed, options=options, progress=not args.no_progress)
+    print(f"wrote {args.out} and {report}: MACs {record['macs_before']:,} -> {record['macs_after']:,} "
+          f"({1 - record['macs_after'] / record['macs_before']:.1%} fewer), params "
+          f"{record['params_before']:,} -> {record['params_after']:,} (not fine-tuned yet)")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .api import finetune_checkpoint
+
+    overrides = {k: v for k, v in {
+        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr,
+        "device": args.device, "max_batches_per_epoch": args.max_batches_per_epoch,
+    }.items() if v is not None}
+    record = finetune_checkpoint(args.checkpoint, args.data, args.out, overrides, progress=not args.no_progress)
+    print(f"wrote {args.out}: best val accuracy {record['best_val_accuracy']:.4f} at epoch {record['best_epoch']}")
+    return 0
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     from .data import get_spec
     from .metrics import macs_and_params
@@ -177,6 +221,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("prune", help="apply a pruning method to a checkpoint (then run 'fcos finetune')")
+    p.add_argument("method", help="fcos-stage1, lacd, l1, fpgm, slimming, taylor, random-channel, lcp, sr-init, "
+                                  "random-layer")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data", type=Path, help="prepared dataset (needed by data-driven methods)")
+    p.add_argument("--out", required=True, type=Path, help="pruned checkpoint to write")
+    p.add_argument("--report", type=Path, help="JSON record of the step (default: OUT.json)")
+    p.add_argument("--budget", "--target-macs-reduction", dest="budget", type=_fraction,
+                   help="target MAC reduction in [0, 1)")
+    p.add_argument("--keep-ratio", type=float, help="fcos-stage1: channels kept per group, in (0, 1]")
+    p.add_argument("--linkage", choices=("average", "complete", "single", "ward"), help="fcos-stage1 linkage")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="any method option (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("finetune", help="recovery fine-tuning of a pruned checkpoint (best on val)")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device")
+    p.add_argument("--max-batches-per-epoch", type=_positive_int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("profile", help="MACs and params of a model for a dataset's input, as JSON")
     p.add_argument("--model", required=True)

@@ -41,6 +41,26 @@ def test_round_trip_prepare_inspect_train_evaluate_profile(tmp_path):
     assert sorted(int(s) for s in m["per_snr"]) == manifest["snrs"]
     assert len(m["confusion"]) == 11 and sum(map(sum, m["confusion"])) == m["n_test"]
 
+    # FCOS by hand: stage 1 at keep-ratio 0.5, LaCD, recovery fine-tuning, evaluation
+    stage1, lacd, tuned = tmp_path / "s1.pt", tmp_path / "lacd.pt", tmp_path / "ft.pt"
+    r = run_cli("prune", "fcos-stage1", "--checkpoint", ckpt, "--out", stage1, "--keep-ratio", 0.5, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    s1 = json.loads((tmp_path / "s1.pt.json").read_text())
+    assert s1["macs_after"] < s1["macs_before"] and s1["method"] == "fcos-stage1"
+    r = run_cli("prune", "lacd", "--checkpoint", stage1, "--data", data, "--out", lacd,
+                "--report", tmp_path / "lacd.json", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "lacd.json").read_text())
+    assert report["details"]["points"][0]["name"] and report["macs_after"] <= s1["macs_after"]
+    r = run_cli("finetune", "--checkpoint", lacd, "--data", data, "--out", tuned, "--epochs", 1,
+                "--max-batches-per-epoch", 2, "--device", "cpu", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate", "--data", data, "--checkpoint", tuned, "--out", tmp_path / "ft.json", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    ft = json.loads((tmp_path / "ft.json").read_text())
+    assert ft["macs"] == report["macs_after"] and ft["base_macs"] == m["macs"]
+    assert [step["method"] for step in ft["prune_steps"]] == ["fcos-stage1", "lacd"]
+
     r = run_cli("profile", "--model", "cnn1d", "--dataset", "rml2016")
     assert r.returncode == 0, r.stderr
     cost = json.loads(r.stdout)
@@ -56,6 +76,9 @@ def test_round_trip_prepare_inspect_train_evaluate_profile(tmp_path):
     (["prepare", "rml2016", "--source", "synthetic", "--out", "x.h5", "--test-fraction", "1.5"], "test-fraction"),
     (["train", "--data", "d.h5"], "--model"),
     (["frobnicate"], "frobnicate"),
+    (["prune", "magic", "--checkpoint", "m.pt", "--out", "x.pt"], "m.pt"),
+    (["prune", "l1", "--checkpoint", "m.pt", "--out", "x.pt", "--budget", "2"], "budget"),
+    (["finetune", "--checkpoint", "missing.pt", "--data", "d.h5", "--out", "x.pt"], "missing.pt"),
 ])
 def test_user_errors_exit_2_with_one_line(argv, needle, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
