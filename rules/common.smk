@@ -157,12 +157,15 @@ def lacd_step_record(wildcards):
 
 
 def chain_outputs(dataset, model, seed, method, budget):
-    """Every checkpoint's metrics along a method's chain (pruned and fine-tuned) plus the final."""
+    """Metrics of every checkpoint along a method's chain: each step right after pruning (before
+    recovery), each intermediate fine-tuned step, and the final model (metrics.json)."""
     where = dict(dataset=dataset, model=model, seed=seed, method=method, budget=budget)
     files = [os.path.join(method_dir(**where), "metrics.json")]
-    for index, step in enumerate(method_steps(method), start=1):
-        for suffix in (".pruned.metrics.json", ".metrics.json"):
-            files.append(step_path(index, step["method"], suffix, **where))
+    steps = method_steps(method)
+    for index, step in enumerate(steps, start=1):
+        files.append(step_path(index, step["method"], ".pruned.metrics.json", **where))
+        if index < len(steps):  # the last fine-tuned step is the method's own metrics.json
+            files.append(step_path(index, step["method"], ".metrics.json", **where))
     return files
 
 
