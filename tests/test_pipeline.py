@@ -124,6 +124,12 @@ def test_second_run_has_nothing_to_do(finished_workflow):
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
+def test_browsable_report_is_built(finished_workflow):
+    snakemake("--report", "report.html", cwd=finished_workflow)
+    html = (finished_workflow / "report.html").read_text(errors="replace")
+    assert "pareto.png" in html and "table.csv" in html
+
+
 def test_dvc_checkout_of_the_data_does_not_trigger_retraining(finished_workflow, tmp_path):
     """Version the prepared data with DVC, delete it, pull it back (new mtime): no rerun."""
     work = finished_workflow

@@ -89,7 +89,7 @@ def test_unknown_option_names_the_key():
 @pytest.mark.parametrize("key, value", [
     ("snr_convention", "exact"), ("normalization", "l2"), ("rolloff", 1.5), ("sps", 0),
     ("sps", 8.5), ("ssb_quirk", "yes"), ("multipath_delays", [0, 9.0]),
-    ("multipath_mags", [1.0, 0.5]), ("audio_level_db", [-10, -30]), ("doppler_hz", -1),
+    ("multipath_mags", [1.0, 0.5]), ("audio_level_db", [-10, -30]), ("doppler_hz", -1), ("doppler_hz", 1e5),
     ("sro_max_hz", 1e6), ("rician_k", float("nan")), ("symbol_source", "book"),
 ])
 def test_bad_option_value_names_the_key(key, value):
@@ -100,7 +100,7 @@ def test_bad_option_value_names_the_key(key, value):
 @pytest.mark.parametrize("kwargs, word", [
     ({"per_class_snr": 0}, "per_class_snr"), ({"seed": -1}, "seed"),
     ({"snrs": []}, "snrs"), ({"snrs": [0, 0]}, "snrs"), ({"snrs": [0.5]}, "snrs"),
-    ({"snrs": [500]}, "snrs"),
+    ({"snrs": [500]}, "snrs"), ({"snrs": "10"}, "snrs"),
 ])
 def test_bad_arguments(kwargs, word):
     args = {"per_class_snr": 1, "seed": 0, "snrs": [0]} | kwargs
@@ -137,10 +137,11 @@ def test_rml2018_vectors_have_unit_power():
 
 # --- SNR --------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("reference", ["frame", "batch"])
 @pytest.mark.parametrize("snr", [-10, 0, 10, 18])
-def test_true_snr_convention_matches_label(snr):
+def test_true_snr_convention_matches_label(snr, reference):
     # CPFSK has |s| = 1 exactly with the channel off, so E|x|^2 - 1 is the noise power.
-    raw = synthesize("rml2016", 150, 0, snrs=[snr], **CLEAN)
+    raw = synthesize("rml2016", 150, 0, snrs=[snr], snr_reference=reference, **CLEAN)
     x = complex_frames(raw, "CPFSK")
     noise = np.mean(np.abs(x) ** 2) - 1.0
     assert abs(10 * np.log10(1.0 / noise) - snr) < 1.0
@@ -155,9 +156,10 @@ def test_gnuradio_convention_reproduces_the_quirk(snr):
     assert abs(10 * np.log10(1.0 / noise) - 2 * snr) < 1.0
 
 
-def test_true_snr_with_channel_on_for_a_non_constant_envelope_class():
-    # QAM16 through fading: estimate noise from the high-SNR twin of the same batch size.
-    raw = synthesize("rml2016", 300, 0, snrs=[6], normalization="none")
+@pytest.mark.parametrize("reference", ["frame", "batch"])
+def test_true_snr_with_channel_on_for_a_non_constant_envelope_class(reference):
+    # QAM16 through fading and multipath, raw amplitudes.
+    raw = synthesize("rml2016", 300, 0, snrs=[6], normalization="none", snr_reference=reference)
     x = complex_frames(raw, "QAM16")
     # Noise is white; the signal is band-limited to (1+0.35)/8 of Fs, so the spectrum far from
     # the carrier (|f| > 0.2) holds only noise, at the full-band noise density.
@@ -277,3 +279,25 @@ def test_rawdataset_validate_rejects_bad_arrays():
     x[0, 0, 0] = np.nan
     with pytest.raises(DataError, match="non-finite"):
         RawDataset(**{**good.__dict__, "x": x}).validate()
+
+
+def test_rician_gains_unit_power_and_doppler():
+    rng = np.random.default_rng(0)
+    slow = ch.rician_gains(rng, 2000, 3, 128, 4.0, 1.0, 8, 200e3)
+    assert slow.shape == (2000, 3, 128)
+    assert abs(np.mean(np.abs(slow) ** 2) - 1.0) < 0.05
+    assert np.abs(slow[..., -1] - slow[..., 0]).max() < 1e-2  # 1 Hz: static over 0.64 ms
+    fast = ch.rician_gains(rng, 200, 3, 128, 4.0, 2000.0, 8, 200e3)
+    assert np.abs(fast[..., -1] - fast[..., 0]).mean() > 0.1  # 1.3 Doppler cycles per window
+    raw = synthesize("rml2016", 2, 0, snrs=[0], doppler_hz=2000.0)
+    assert np.isfinite(raw.x).all()
+
+
+def test_noise_power_references():
+    clean = np.stack([np.full(64, 1.0 + 0j), np.full(64, 2.0 + 0j), np.zeros(64, complex)])
+    frame = ch.noise_power(clean, 10, "true", "frame")[:, 0]
+    np.testing.assert_allclose(frame, [0.1, 0.4, 0.1])  # silent frame: unit reference
+    batch = ch.noise_power(clean, 10, "true", "batch")[:, 0]
+    np.testing.assert_allclose(batch, [5 / 3 / 10] * 3)
+    gr = ch.noise_power(clean, 10, "gnuradio")[:, 0]
+    np.testing.assert_allclose(gr, [0.01] * 3)  # amplitude 10^(-10/10) = 0.1

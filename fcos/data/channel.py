@@ -14,8 +14,8 @@ output at random offsets. Here every step works on a whole batch of frames at on
   paths, Doppler ``doppler_hz``); the gain is evaluated on a coarse time grid and linearly
   interpolated, since a 1 Hz Doppler barely changes it over a few hundred samples;
 * CFO: a per-frame frequency offset and random phase;
-* noise and normalisation are separate functions (``add_noise``, ``normalize``) because the
-  SNR convention needs the clean signal power of the whole batch.
+* noise and normalisation are separate functions (``noise_power``, ``add_noise``,
+  ``normalize``) because the SNR convention may need the clean power of the whole batch.
 
 SRO and CFO: GNU Radio moves each offset by a N(0, std) step per sample, clipped to +-max. A
 window drawn from a stream sees the walk's accumulated value; we draw it directly as
@@ -139,26 +139,32 @@ def propagate(rng: np.random.Generator, burst: np.ndarray, length: int, opts: di
     return out * np.exp(1j * (2 * np.pi * cfo * t + cfo_phase))
 
 
-def noise_power(clean: np.ndarray, snr_db: float, convention: str) -> float:
-    """Complex noise variance per sample for one (class, SNR) batch.
+def noise_power(clean: np.ndarray, snr_db: float, convention: str,
+                reference: str = "frame") -> np.ndarray:
+    """Complex noise variance per sample, shape (n, 1), for one (class, SNR) batch.
 
-    ``"true"``: the batch-average clean power divided by 10^(snr/10), so the SNR per complex
-    sample, averaged over the batch, equals the label (fading and audio loudness still vary it
-    from frame to frame). A batch with no signal at all (AM-SSB with ``ssb_quirk``) falls back
-    to unit reference power, the modulators' nominal power.
-    ``"gnuradio"``: the RML2016 generator's quirk, noise amplitude 10^(-snr/10) against a
-    nominal unit-power signal, i.e. variance 10^(-snr/5): the true SNR is twice the label in dB.
+    ``convention="true"``: the clean signal power divided by 10^(snr/10), so the SNR per
+    complex sample equals the label. ``reference="frame"`` measures the power per frame (every
+    vector has exactly its labelled SNR); ``"batch"`` uses the batch mean (the label is the
+    average SNR; fading and audio loudness move single frames around it). A frame (or batch)
+    with no signal at all (silent SSB audio, ``ssb_quirk``) falls back to unit reference power,
+    the modulators' nominal power, i.e. it is noise only.
+    ``convention="gnuradio"``: the RML2016 generator's quirk, noise amplitude 10^(-snr/10)
+    against a nominal unit-power signal, i.e. variance 10^(-snr/5) whatever the signal: the
+    true SNR is about twice the label in dB.
     """
+    n = clean.shape[0]
     if convention == "gnuradio":
-        return float(10 ** (-snr_db / 5))
-    reference = float(np.mean(np.abs(clean) ** 2))
-    if reference <= 1e-20:
-        reference = 1.0
-    return reference / 10 ** (snr_db / 10)
+        return np.full((n, 1), 10 ** (-snr_db / 5))
+    power = np.mean(np.abs(clean) ** 2, axis=1, keepdims=True)
+    if reference == "batch":
+        power = np.full((n, 1), np.mean(power))
+    power = np.where(power > 1e-20, power, 1.0)
+    return power / 10 ** (snr_db / 10)
 
 
-def add_noise(rng: np.random.Generator, clean: np.ndarray, variance: float) -> np.ndarray:
-    """Add circular complex white Gaussian noise of total variance ``variance`` per sample."""
+def add_noise(rng: np.random.Generator, clean: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """Add circular complex white Gaussian noise; ``variance`` (n, 1): total per sample."""
     scale = np.sqrt(variance / 2)
     noise = rng.standard_normal(size=clean.shape) + 1j * rng.standard_normal(size=clean.shape)
     return clean + scale * noise

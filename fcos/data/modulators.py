@@ -3,8 +3,9 @@
 Every modulator makes a whole batch at once: it takes a ``numpy.random.Generator``, the number of
 frames ``n`` and the number of samples ``length`` and returns complex128 baseband of shape
 ``(n, length)`` at one sample per time step of the nominal sample rate (``sample_rate_hz``).
-Nothing loops over frames. Signals have nominal unit average power (digital and FM signals
-exactly, audio-driven AM signals approximately), so a fixed noise level means a fixed SNR.
+Nothing loops over frames. Signals have nominal unit average power (FM/CPM exactly, linear
+modulations for uniform symbols, audio-driven AM approximately): that is the reference of the
+"gnuradio" SNR convention, while the "true" convention measures the actual power.
 
 ``CATALOG`` maps a class name, as spelled in ``fcos.data.specs``, to the modulator that makes
 it. It is a catalogue of modulations, not a per-dataset class list: a dataset's classes come
@@ -182,8 +183,8 @@ def linear(rng: np.random.Generator, n: int, length: int, opts: dict, *, points:
            offset_q: bool = False) -> np.ndarray:
     """Pulse-shaped linear modulation (PSK/PAM/ASK/QAM/APSK) with an RRC filter.
 
-    Symbols come from ``draw_symbols`` (``symbol_source`` option); output (n, length) complex128 of unit average
-    power. ``offset_q`` delays the quadrature rail by half a symbol (OQPSK).
+    Symbols come from ``draw_symbols`` (``symbol_source`` option); output (n, length)
+    complex128, unit average power for uniform symbols. ``offset_q`` delays the quadrature rail by half a symbol (OQPSK).
     """
     sps, span = int(opts["sps"]), int(opts["rrc_span"])
     span += span % 2  # even span puts symbol peaks at k % sps == 0

@@ -79,7 +79,8 @@ class RawDataset:
             fail(f"labels must lie in [0, {self.spec.num_classes - 1}], got [{lo}, {hi}]")
         if not isinstance(self.source, str) or not self.source:
             fail("source must be a non-empty string")
-        if not isinstance(self.warnings, list) or not all(isinstance(w, str) for w in self.warnings):
+        if not isinstance(self.warnings, list) \
+                or not all(isinstance(w, str) for w in self.warnings):
             fail("warnings must be a list of strings")
         try:
             json.dumps(self.info, allow_nan=False)

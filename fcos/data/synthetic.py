@@ -15,9 +15,12 @@ Options (all datasets accept all keys; defaults differ per dataset, see ``DEFAUL
 
 Noise and scaling
     ``snr_convention`` ("true" | "gnuradio"): "true" sets the noise so that the SNR per complex
-    sample, averaged over a (class, SNR) batch, equals the label; "gnuradio" reproduces the
-    RML2016 generator, whose noise amplitude 10^(-snr/10) against unit signal power makes the
-    true SNR twice the label in dB.
+    sample of the received (faded) signal equals the label; "gnuradio" reproduces the RML2016
+    generator, whose noise amplitude 10^(-snr/10) against unit signal power makes the true SNR
+    about twice the label in dB.
+    ``snr_reference`` ("frame" | "batch"): with "true", measure the signal power per frame
+    (each vector has exactly its labelled SNR) or over the (class, SNR) batch (the label is
+    the average; fading and audio loudness spread single frames around it).
     ``normalization`` ("l1" | "power" | "none"): per-vector scaling; "l1" divides by the sum of
     sample magnitudes (RML2016.10a), "power" gives unit mean power (RML2018-style).
     ``ssb_quirk`` (bool): make every AM-SSB class noise only, as RML2016.10a's AM-SSB is.
@@ -64,7 +67,7 @@ from .rawdataset import RawDataset
 from .specs import DatasetSpec, get_spec
 
 #: Bumped whenever a change alters the generated arrays for unchanged arguments.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 #: Samples (burst length x frames) generated per chunk: bounds memory for long frames.
 _CHUNK_SAMPLES = 1 << 19
@@ -72,8 +75,10 @@ _CHUNK_SAMPLES = 1 << 19
 # Shared defaults: the RML2016.10a recipe (GNU Radio dynamic channel at 200 kHz).
 _RML2016_DEFAULTS: dict[str, Any] = {
     "snr_convention": "true",
+    "snr_reference": "frame",
     "normalization": "l1",
     "ssb_quirk": False,
+    # The generator's digital source was a plain-text book: keep its skewed, unwhitened bits.
     "symbol_source": "text",
     "sample_rate_hz": 200e3,
     "sps": 8,
@@ -90,6 +95,8 @@ _RML2016_DEFAULTS: dict[str, Any] = {
     "audio_tones": 6,
     "audio_band_hz": [100.0, 4000.0],
     "audio_level_db": [-30.0, -10.0],
+    # Calibrated (bench/calibrate_synthetic.py, bench/README.md): speech pauses in half the
+    # frames make silent WBFM look like an AM-DSB carrier, as in the real set.
     "audio_silence_prob": 0.5,
     "channel": True,
     "window_offset_max": 64,
@@ -112,9 +119,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "rml2018": {**_RML2016_DEFAULTS, "normalization": "power", "symbol_source": "random",
                 "window_offset_max": 128},
     # Sig2019-12: recipe unknown; a stand-in with the same channel and unit-power frames.
+    # GFSK here: h ~ 0.5 (0.2 rad/sample x 8 sps / pi), BT 0.5, a near neighbour of MSK.
     "sig2019": {**_RML2016_DEFAULTS, "normalization": "power", "symbol_source": "random",
-                "gfsk_sensitivity": 0.2,
-                "gfsk_bt": 0.5},
+                "gfsk_sensitivity": 0.2, "gfsk_bt": 0.5},
 }
 
 _NOTES = {
@@ -195,6 +202,7 @@ def _float_list(lo: float, hi: float) -> Callable[[str, Any], list]:
 
 _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "snr_convention": _choice("true", "gnuradio"),
+    "snr_reference": _choice("frame", "batch"),
     "normalization": _choice("l1", "power", "none"),
     "ssb_quirk": _boolean,
     "symbol_source": _choice("text", "random"),
@@ -258,6 +266,10 @@ def resolve_options(name: str, options: dict[str, Any] | None = None) -> dict[st
     if resolved["audio_band_hz"][1] >= nyquist:
         _fail("audio_band_hz", f"an upper edge below {nyquist:g} Hz (half sample_rate_hz)",
               resolved["audio_band_hz"])
+    # The fading gains are evaluated on a grid of ~32 points per Doppler cycle in the window.
+    if resolved["doppler_hz"] > 0.01 * resolved["sample_rate_hz"]:
+        _fail("doppler_hz", f"at most {0.01 * resolved['sample_rate_hz']:g} Hz (1% of "
+              "sample_rate_hz)", resolved["doppler_hz"])
     if resolved["cfo_max_hz"] >= nyquist:
         _fail("cfo_max_hz", f"less than {nyquist:g} Hz (half sample_rate_hz)",
               resolved["cfo_max_hz"])
@@ -273,6 +285,8 @@ def _check_args(spec: DatasetSpec, per_class_snr: Any, seed: Any,
         raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
     if snrs is None:
         grid = list(spec.snrs)
+    elif isinstance(snrs, (str, bytes)):
+        raise ConfigError(f"snrs: expected a list of integers in dB, got {snrs!r}")
     else:
         try:
             grid = [int(s) for s in snrs]
@@ -299,7 +313,7 @@ def _batch_rng(name: str, seed: int, class_index: int, snr: int) -> np.random.Ge
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(key)))
 
 
-def generate_batch(name: str, class_name: str, snr: int, n: int, rng: np.random.Generator,
+def generate_batch(class_name: str, snr: int, n: int, rng: np.random.Generator,
                    opts: dict[str, Any], length: int) -> np.ndarray:
     """``n`` frames of one (class, SNR) pair: float32 (n, 2, length), I row then Q row.
 
@@ -313,11 +327,12 @@ def generate_batch(name: str, class_name: str, snr: int, n: int, rng: np.random.
         hi = min(n, lo + chunk)
         burst = modulate(class_name, rng, hi - lo, burst_len, opts)
         clean[lo:hi] = ch.propagate(rng, burst, length, opts)
-    variance = ch.noise_power(clean, snr, opts["snr_convention"])
+    variance = ch.noise_power(clean, snr, opts["snr_convention"], opts["snr_reference"])
     out = np.empty((n, 2, length), dtype=np.float32)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        noisy = ch.normalize(ch.add_noise(rng, clean[lo:hi], variance), opts["normalization"])
+        noisy = ch.normalize(ch.add_noise(rng, clean[lo:hi], variance[lo:hi]),
+                             opts["normalization"])
         out[lo:hi, 0] = noisy.real
         out[lo:hi, 1] = noisy.imag
     return out
@@ -362,7 +377,7 @@ def synthesize(name: str, per_class_snr: int, seed: int, snrs: Sequence[int] | N
     for index, (c, s) in enumerate(pairs):
         rng = _batch_rng(spec.name, seed, c, s)
         x[index * per_class_snr:(index + 1) * per_class_snr] = generate_batch(
-            spec.name, spec.classes[c], s, per_class_snr, rng, opts, spec.length)
+            spec.classes[c], s, per_class_snr, rng, opts, spec.length)
 
     info = {
         "generator": "fcos.data.synthetic",
