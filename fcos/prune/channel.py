@@ -96,6 +96,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError
 from ..metrics import macs_and_params
 from .base import PruneResult, check_budget, register_method
+from .budget import counts_for_budget
 from .fusion import STREAM_MODES
 from .groups import ChannelGroup, channel_groups
 from .lacd import check_options
@@ -104,8 +105,6 @@ from .surgery import reduce_channels
 ALLOCATIONS = ("uniform", "global")
 #: Options every channel-pruning method takes, with their defaults.
 COMMON_OPTIONS: dict[str, Any] = {"allocation": "uniform", "stream": "shared", "min_channels": 1}
-#: The cut aims at [budget, budget + BUDGET_TOLERANCE] (see the module docstring).
-BUDGET_TOLERANCE = 0.01
 
 _CONV_OR_LINEAR = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _BATCH_NORM = nn.modules.batchnorm._BatchNorm
@@ -533,60 +532,6 @@ def removal_events(groups: Sequence[ChannelGroup], importance: Mapping[str, np.n
     return group_index[order].astype(np.int64), ranks[order].astype(np.int64)
 
 
-def removals_for_budget(event_groups: np.ndarray, event_ranks: np.ndarray, groups: int,
-                        reduction: Callable[[np.ndarray], float], target: float,
-                        tolerance: float = BUDGET_TOLERANCE) -> tuple[np.ndarray, int]:
-    """Removals per group of the shortest prefix of the events whose reduction reaches target.
-
-    ``reduction(counts)`` is the MAC reduction after removing ``counts[g]`` channels of each
-    group (monotone in every count). Bisection over the prefix length; if the event that
-    crosses the target overshoots it by more than ``tolerance``, its group is frozen at its
-    count just before and the search goes on with the remaining events of the other groups, in
-    the same order. Returns (counts, number of reductions evaluated); raises ConfigError if the
-    target cannot be reached.
-    """
-    cache: dict[tuple[int, ...], float] = {}
-
-    def measured(counts: np.ndarray) -> float:
-        key = tuple(int(c) for c in counts)
-        if key not in cache:
-            cache[key] = reduction(counts)
-        return cache[key]
-
-    taken = np.zeros(groups, dtype=np.int64)
-    if target <= 0:
-        return taken, 0
-    frozen = np.zeros(groups, dtype=bool)
-    best: np.ndarray | None = None
-    while True:
-        is_open = ~frozen[event_groups] & (event_ranks >= taken[event_groups])
-        remaining = event_groups[is_open]
-
-        def counts(n: int) -> np.ndarray:
-            return taken + np.bincount(remaining[:n], minlength=groups)
-
-        if measured(counts(len(remaining))) < target:
-            if best is None:
-                most = measured(counts(len(remaining)))
-                raise ConfigError(f"budget={target}: not reachable, pruning every channel group to "
-                                  f"its minimum removes {100 * most:.1f}% of the MACs")
-            return best, len(cache)
-        low, high = 0, len(remaining)  # reduction(low) < target <= reduction(high)
-        while high - low > 1:
-            middle = (low + high) // 2
-            if measured(counts(middle)) >= target:
-                high = middle
-            else:
-                low = middle
-        candidate = counts(high)
-        if best is None or measured(candidate) < measured(best):
-            best = candidate
-        if measured(candidate) - target <= tolerance:
-            return candidate, len(cache)
-        taken = counts(low)
-        frozen[remaining[high - 1]] = True
-
-
 # --- surgery ----------------------------------------------------------------------------------
 
 def kept_channels(importance: np.ndarray, removed: int) -> np.ndarray:
@@ -688,12 +633,12 @@ def prune_channels(model: nn.Module, model_name: str, criterion: Criterion, *,
         return 1.0 - macs_and_params(pruned_for(counts), length)[0] / macs_before
 
     mac_search = "width model"
-    counts, steps = removals_for_budget(event_groups, event_ranks, len(active), estimated, budget)
+    counts, steps = counts_for_budget(event_groups, event_ranks, len(active), estimated, budget)
     pruned = pruned_for(counts)
     macs_after, params_after = macs_and_params(pruned, length)
     if macs_after != costs.macs(widths - counts):  # a layer the width model does not describe
         mac_search = "counter"
-        counts, steps = removals_for_budget(event_groups, event_ranks, len(active), counted, budget)
+        counts, steps = counts_for_budget(event_groups, event_ranks, len(active), counted, budget)
         pruned = pruned_for(counts)
         macs_after, params_after = macs_and_params(pruned, length)
 

@@ -65,6 +65,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..metrics import macs_and_params
 from .base import PruneResult, check_budget, register_method
+from .budget import BUDGET_TOLERANCE, counts_for_budget
 from .groups import ChannelGroup, channel_groups
 from .surgery import reduce_channels
 
@@ -72,7 +73,7 @@ LINKAGES = ("average", "complete", "single", "ward")
 STREAM_MODES = ("shared", "inner")
 METHOD_OPTIONS = ("keep_ratio", "threshold", "linkage", "stream", "skip")
 #: The "macs" cut aims at [target, target + MACS_TOLERANCE] (see _merges_for_macs).
-MACS_TOLERANCE = 0.01
+MACS_TOLERANCE = BUDGET_TOLERANCE
 
 
 # --- channel vectors and the cluster tree ---------------------------------------------------
@@ -224,48 +225,15 @@ def _merges_for_macs(model: nn.Module, clustered: list[_Clustered], target: floa
     heights = np.concatenate([item.heights for item in clustered] + [np.zeros(0)])
     order = np.lexsort((rank, group_of, heights))  # by height, then group, then merge order
     ordered_groups, ordered_ranks = group_of[order], rank[order]
-    cache: dict[tuple[int, ...], float] = {}
 
     def reduction(counts: np.ndarray) -> float:
-        key = tuple(int(c) for c in counts)
-        if key not in cache:
-            macs, _ = macs_and_params(_fused(model, clustered, list(key)), length)
-            cache[key] = 1.0 - macs / base_macs
-        return cache[key]
+        macs, _ = macs_and_params(_fused(model, clustered, [int(c) for c in counts]), length)
+        return 1.0 - macs / base_macs
 
-    taken = np.zeros(groups, dtype=np.int64)
-    if target == 0:
-        return taken.tolist(), 0
-    frozen = np.zeros(groups, dtype=bool)
-    best: np.ndarray | None = None
-    while True:
-        # the merges still open, in global order: not yet taken, group not frozen
-        is_open = ~frozen[ordered_groups] & (ordered_ranks >= taken[ordered_groups])
-        remaining = ordered_groups[is_open]
-
-        def counts(n: int) -> np.ndarray:
-            return taken + np.bincount(remaining[:n], minlength=groups)
-
-        if reduction(counts(len(remaining))) < target:
-            if best is None:
-                raise ConfigError(f"target_macs_reduction={target}: not reachable, fusing every "
-                                  f"group to one channel removes "
-                                  f"{100 * reduction(counts(len(remaining))):.1f}% of the MACs")
-            return best.tolist(), len(cache)
-        low, high = 0, len(remaining)  # invariant: reduction(low) < target <= reduction(high)
-        while high - low > 1:
-            middle = (low + high) // 2
-            if reduction(counts(middle)) >= target:
-                high = middle
-            else:
-                low = middle
-        candidate = counts(high)
-        if best is None or reduction(candidate) < reduction(best):
-            best = candidate
-        if reduction(candidate) - target <= MACS_TOLERANCE:
-            return candidate.tolist(), len(cache)
-        taken = counts(low)
-        frozen[remaining[high - 1]] = True
+    counts, steps = counts_for_budget(ordered_groups, ordered_ranks, groups, reduction, target,
+                                      MACS_TOLERANCE, key="target_macs_reduction",
+                                      unit="fusing every group to one channel")
+    return counts.tolist(), steps
 
 
 # --- the method ---------------------------------------------------------------------------------
