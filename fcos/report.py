@@ -46,8 +46,9 @@ def comparison_table(records: list[dict]) -> pd.DataFrame:
     """One row per (dataset, model, method, budget): accuracy mean/std over seeds, cost, deltas.
 
     Columns: dataset, model, method, budget, seeds, accuracy, accuracy_std, macs, params,
-    macs_reduction, params_reduction, accuracy_drop (the last three relative to ``base``; NaN
-    when the base run is not in ``records``).
+    macs_reduction, params_reduction, accuracy_drop (these three relative to ``base``; NaN
+    when the base run is not in ``records``), accuracy_drop_vs_base_ft (relative to the
+    ``base-ft`` control, NaN without one).
     """
     frame = pd.DataFrame([{k: r[k] for k in ("dataset", "model", "method", "budget", "seed",
                                              "accuracy", "macs", "params")} for r in records])
@@ -70,6 +71,12 @@ def comparison_table(records: list[dict]) -> pd.DataFrame:
     table["macs_reduction"] = table.apply(relative, axis=1, column="macs")
     table["params_reduction"] = table.apply(relative, axis=1, column="params")
     table["accuracy_drop"] = table.apply(relative, axis=1, column="accuracy")
+    # base-ft (the base model fine-tuned like every pruned model) is the fair accuracy reference
+    # when the base model was not trained to convergence.
+    control = table[table["method"] == "base-ft"].set_index(["dataset", "model"])["accuracy"]
+    table["accuracy_drop_vs_base_ft"] = [
+        float(control.loc[(d, m)] - a) if (d, m) in control.index else np.nan
+        for d, m, a in zip(table["dataset"], table["model"], table["accuracy"])]
     table["macs"] = table["macs"].round().astype(np.int64)
     table["params"] = table["params"].round().astype(np.int64)
     return table.sort_values(["dataset", "model", "macs"], ascending=[True, True, False], kind="stable",
@@ -94,13 +101,14 @@ def _fmt_pct(value: float) -> str:
 def markdown_table(table: pd.DataFrame) -> str:
     """The comparison table as GitHub Markdown: accuracy and reductions in percent."""
     header = ["Model", "Method", "Budget", "Seeds", "Acc. (%)", "MACs", "Params",
-              "MACs red. (%)", "Params red. (%)", "Acc. drop (pp)"]
+              "MACs red. (%)", "Params red. (%)", "Acc. drop (pp)", "Drop vs base-ft (pp)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.itertuples(index=False):
         acc = f"{100 * row.accuracy:.2f}" + (f" ± {100 * row.accuracy_std:.2f}" if row.seeds > 1 else "")
         budget = "" if row.budget == "" else f"{100 * float(row.budget):.0f}%"
         cells = [row.model, row.method, budget, str(row.seeds), acc, f"{row.macs:,}", f"{row.params:,}",
-                 _fmt_pct(row.macs_reduction), _fmt_pct(row.params_reduction), _fmt_pct(row.accuracy_drop)]
+                 _fmt_pct(row.macs_reduction), _fmt_pct(row.params_reduction), _fmt_pct(row.accuracy_drop),
+                 _fmt_pct(row.accuracy_drop_vs_base_ft)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

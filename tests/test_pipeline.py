@@ -87,8 +87,11 @@ def test_pruned_methods_meet_their_contract(finished_workflow):
     budget = config["budgets"][0]
     for model in config["models"]:
         run = results / "rml2016" / model / "seed0"
+        control = json.loads((run / "base-ft" / "bnone" / "metrics.json").read_text())
+        base = json.loads((run / "base" / "metrics.json").read_text())
+        assert control["macs"] == base["macs"] and control["budget"] is None, "base-ft prunes nothing"
         for method in config["methods"]:
-            if method == "base":
+            if method in ("base", "base-ft"):
                 continue
             final = json.loads((run / method / f"b{budget:g}" / "metrics.json").read_text())
             assert final["method"] == method and final["budget"] == budget

@@ -23,6 +23,7 @@ RECORDS = [
     metrics("resnet56", "fcos", 0, 0.59, 250, 30, budget=0.7),
     metrics("resnet56", "fcos", 1, 0.57, 250, 30, budget=0.7),
     metrics("cnn1d", "base", 0, 0.55, 400, 50),
+    metrics("resnet56", "base-ft", 0, 0.63, 1000, 100),
 ]
 
 
@@ -35,13 +36,15 @@ def test_table_aggregates_seeds_and_measures_against_base():
     assert fcos["macs_reduction"] == pytest.approx(0.75)
     assert fcos["params_reduction"] == pytest.approx(0.70)
     assert fcos["accuracy_drop"] == pytest.approx(0.61 - 0.58)
+    assert fcos["accuracy_drop_vs_base_ft"] == pytest.approx(0.63 - 0.58)
+    assert pd.isna(table.loc[("cnn1d", "base")]["accuracy_drop_vs_base_ft"])
     assert table.loc[("cnn1d", "base")]["macs_reduction"] == pytest.approx(0.0)
 
 
 def test_markdown_has_one_row_per_model_method_budget():
     md = markdown_table(comparison_table(RECORDS))
     rows = [line for line in md.splitlines()[2:] if line.startswith("|")]
-    assert len(rows) == 3
+    assert len(rows) == 4
     assert any("| fcos | 70% |" in r and "75.00" in r for r in rows)
 
 
@@ -57,7 +60,7 @@ def test_write_report_files(tmp_path):
     write_dataset_report(paths, out / "t.csv", out / "t.md",
                          {"resnet56": out / "r.png", "cnn1d": out / "c.png"}, pareto_path=out / "p.png",
                          step_metrics_paths=[tmp_path / "step.json"], steps_csv_path=out / "steps.csv")
-    assert len(pd.read_csv(out / "t.csv")) == 3
+    assert len(pd.read_csv(out / "t.csv")) == 4
     for png in ("r.png", "c.png", "p.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     steps = pd.read_csv(out / "steps.csv")

@@ -11,7 +11,7 @@ import importlib
 from .base import METHODS, PruneResult, prune_model, register_method
 
 #: Modules that register methods. A new method is one module added here.
-METHOD_MODULES: tuple[str, ...] = ("fusion", "lacd", "layer", "channel")
+METHOD_MODULES: tuple[str, ...] = ("fusion", "lacd", "layer", "channel", "reference")
 
 
 def load_methods() -> None:
