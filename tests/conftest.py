@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fcos.data import prepare_dataset
+from fcos.data import load_prepared, prepare_dataset
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -20,3 +20,9 @@ def tiny_rml2016(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "rml2016_tiny.h5"
     prepare_dataset("rml2016", "synthetic", path, per_class_snr=10, seed=0, progress=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_rml2016):
+    """``tiny_rml2016`` opened as a PreparedDataset."""
+    return load_prepared(tiny_rml2016)

@@ -18,7 +18,6 @@ import torch_pruning as tp
 from torch import nn
 
 from fcos.checkpoint import model_from_checkpoint
-from fcos.data import load_prepared
 from fcos.errors import ConfigError
 from fcos.metrics import macs_and_params
 from fcos.models import build_model
@@ -42,8 +41,8 @@ CLASSES = 11
 
 
 @pytest.fixture(scope="module")
-def data(tiny_rml2016):
-    return load_prepared(tiny_rml2016)
+def data(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from fcos.checkpoint import model_from_checkpoint
-from fcos.data import load_prepared
 from fcos.errors import ConfigError
 from fcos.io import load_checkpoint, save_checkpoint
 from fcos.metrics import macs_and_params
@@ -28,8 +27,8 @@ BUDGETS = {"cnn1d": 0.1, "resnet56": 0.3}
 
 
 @pytest.fixture(scope="module")
-def data(tiny_rml2016):
-    return load_prepared(tiny_rml2016)
+def data(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,7 @@ Every method requires a budget; the input model is not modified.
 
 from __future__ import annotations
 
+import abc
 import copy
 import math
 import numbers
@@ -170,7 +171,7 @@ def _rows(module: nn.Module) -> torch.Tensor:
     return module.weight.detach().double().cpu().reshape(module.weight.shape[0], -1)
 
 
-class Criterion:
+class Criterion(abc.ABC):
     """One channel-importance criterion (higher score = more important).
 
     ``options``: the criterion's own options and defaults (beyond COMMON_OPTIONS).
@@ -191,9 +192,10 @@ class Criterion:
                 context: ScoringContext) -> dict[str, Any]:
         return {}
 
+    @abc.abstractmethod
     def producer_scores(self, model: nn.Module, groups: Sequence[ChannelGroup],
                         context: ScoringContext) -> dict[str, list[np.ndarray]]:
-        raise NotImplementedError
+        """{group name: one score array (channels,) per learned producer}; higher = keep."""
 
 
 class L1Norm(Criterion):
