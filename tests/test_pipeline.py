@@ -165,6 +165,18 @@ def test_dry_run_from_the_default_config():
     assert "train_base" in out.stdout
 
 
+def test_slurm_profile_builds_the_paper_dag(tmp_path):
+    """The cluster profile and the paper config parse and plan (no SLURM here: dry run only)."""
+    work = copy_workflow(tmp_path / "wf")
+    for name in ("RML2016.10a_dict.pkl", "GOLD_XYZ_OSC.0001_1024.hdf5", "sig2019-12"):
+        (work / "data" / "raw").mkdir(parents=True, exist_ok=True)
+        (work / "data" / "raw" / name).touch()
+    out = tool("snakemake", "--dry-run", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml",
+               cwd=work, check=False, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "signet50" in out.stdout and "slimming" in out.stdout
+
+
 @pytest.mark.parametrize("patch, needle", [
     ({"models": ["cnn1d", "vgg16"]}, "vgg16"),
     ({"datasets": {"rml1999": {"source": "synthetic"}}}, "rml1999"),
