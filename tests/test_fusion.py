@@ -344,3 +344,16 @@ def test_method_options(budget, options, key):
         prune_model("fcos-stage1", _build("cnn1d", 64), model_name="cnn1d", budget=budget,
                     options=options)
     assert "\n" not in str(err.value)
+
+
+def test_fuse_linear_false_leaves_cnn1d_dense_whole():
+    from fcos.prune import prune_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn1d", 11, 128).eval()
+    both = prune_model("fcos-stage1", model, model_name="cnn1d", options={"keep_ratio": 0.5})
+    conv_only = prune_model("fcos-stage1", model, model_name="cnn1d",
+                            options={"keep_ratio": 0.5, "fuse_linear": False})
+    assert both.model.dense.out_features == 64
+    assert conv_only.model.dense.out_features == 128
+    assert conv_only.model.stacks[1].conv2.out_channels == 16

@@ -71,7 +71,7 @@ from .surgery import reduce_channels
 
 LINKAGES = ("average", "complete", "single", "ward")
 STREAM_MODES = ("shared", "inner")
-METHOD_OPTIONS = ("keep_ratio", "threshold", "linkage", "stream", "skip")
+METHOD_OPTIONS = ("keep_ratio", "threshold", "linkage", "stream", "skip", "fuse_linear")
 #: The "macs" cut aims at [target, target + MACS_TOLERANCE] (see _merges_for_macs).
 MACS_TOLERANCE = BUDGET_TOLERANCE
 
@@ -345,7 +345,9 @@ def fuse_channels(model: nn.Module, model_name: str, *, ratio: float | None = No
 def fcos_stage1(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
                 options: dict[str, Any], progress: bool) -> PruneResult:
     """Registered method: ``budget`` (MAC reduction) -> criterion "macs"; ``options`` may set
-    keep_ratio or threshold instead of a budget, and linkage, stream, skip. Data-free and
+    keep_ratio or threshold instead of a budget, and linkage, stream, skip, fuse_linear (default
+    true: hidden dense layers such as CNN1D's are fused too; false fuses conv layers only, the
+    paper's wording). Data-free and
     deterministic (``data`` only supplies the input length when given; ``seed`` is unused).
     """
     unknown = sorted(set(options) - set(METHOD_OPTIONS))
@@ -361,9 +363,19 @@ def fcos_stage1(model: nn.Module, *, model_name: str, budget: float | None, data
     if keep_ratio is not None and (not _is_number(keep_ratio) or not 0 < keep_ratio <= 1):
         raise ConfigError(f"keep_ratio={keep_ratio!r}: expected a keep ratio in (0, 1]")
     length = getattr(data, "length", None) or getattr(model, "length", None)
+    skip = list(options.get("skip", ()))
+    fuse_linear = options.get("fuse_linear", True)
+    if not isinstance(fuse_linear, bool):
+        raise ConfigError(f"fuse_linear={fuse_linear!r}: expected true or false")
+    if not fuse_linear:
+        # The paper speaks of conv layers; this keeps hidden fully connected layers (CNN1D's
+        # dense) whole. Default true: a hidden dense layer's units are channels too.
+        skip += [group.name for group in channel_groups(model, model_name)
+                 if group.name not in skip
+                 and all(isinstance(model.get_submodule(p.module), nn.Linear) for p in group.producers)]
     fused, record = fuse_channels(
         model, model_name, ratio=keep_ratio, target_macs_reduction=budget,
         threshold=options.get("threshold"), linkage=options.get("linkage", "average"),
-        stream=options.get("stream", "shared"), skip=options.get("skip", ()), length=length,
+        stream=options.get("stream", "shared"), skip=skip, length=length,
         progress=progress)
     return PruneResult(fused, {"resized": True}, record)
