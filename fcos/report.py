@@ -149,20 +149,32 @@ def plot_pareto(records: list[dict], out: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     table = comparison_table(records)
     models = list(dict.fromkeys(table["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 4.2), dpi=120, squeeze=False)
+    methods = list(dict.fromkeys(table["method"]))
+    # One fixed colour and marker per method across panels; FCOS drawn on top, thicker.
+    palette = plt.get_cmap("tab20")
+    style = {m: (palette(i % 20), "osD^vP<>Xph"[i % 11]) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(models), figsize=(5.6 * len(models), 4.4), dpi=120, squeeze=False)
     for ax, model in zip(axes[0], models):
         rows = table[table["model"] == model]
         for method, group in rows.groupby("method", sort=False):
-            marker = "*" if method == "base" else "o"
-            size = 14 if method == "base" else 6
-            ax.plot(group["macs"] / 1e6, 100 * group["accuracy"], marker=marker, markersize=size,
+            group = group.sort_values("macs")
+            colour, marker = style[method]
+            emphasis = method == "fcos"
+            ax.plot(group["macs"] / 1e6, 100 * group["accuracy"], color="black" if emphasis else colour,
+                    marker="*" if method == "base" else marker,
+                    markersize=14 if method in ("base", "fcos") else 6,
+                    linewidth=2.2 if emphasis else 1.0, zorder=3 if emphasis else 2,
                     linestyle="-" if len(group) > 1 else "none", label=method)
         ax.set(xscale="log", xlabel="MACs (millions, log scale)", ylabel="Test accuracy (%)",
                title=f"{model} on {records[0]['dataset']}")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png")
