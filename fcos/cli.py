@@ -1,4 +1,4 @@
-"""The ``fcos`` command line. Snakemake scripts and users call the same library functions.
+"""fcos: FCOS two-stage pruning of AMR networks, from the command line.
 
 Every user error (unknown name, missing file, bad value) ends with exit code 2 and one line on
 stderr: ``fcos: error: <what is wrong>``.
