@@ -169,10 +169,16 @@ def chain_outputs(dataset, model, seed, method, budget):
     return files
 
 
+def models_for(dataset):
+    """The models run on ``dataset``: config models minus the config's ``exclude`` pairs."""
+    excluded = {(pair["dataset"], pair["model"]) for pair in config["exclude"]}
+    return [model for model in MODELS if (dataset, model) not in excluded]
+
+
 def metrics_files(dataset):
     """Every final metrics JSON that the report of ``dataset`` compares."""
     files = []
-    for model in MODELS:
+    for model in models_for(dataset):
         for seed in SEEDS:
             files.append(os.path.join(run_dir(dataset, model, seed), "metrics.json"))
             for method in PRUNING_METHODS:
@@ -187,7 +193,7 @@ def step_metrics_files(dataset):
     """Metrics of every intermediate checkpoint (after each pruning step and each fine-tune)."""
     return [
         path
-        for model in MODELS
+        for model in models_for(dataset)
         for seed in SEEDS
         for method in PRUNING_METHODS
         if applies_to(method, model)
@@ -213,7 +219,7 @@ def all_probe_curves():
     return [
         os.path.join(method_dir(dataset, model, seed, method, budget), "probe_curve.png")
         for dataset in DATASETS
-        for model in MODELS
+        for model in models_for(dataset)
         for seed in SEEDS
         for method in PRUNING_METHODS
         if applies_to(method, model) and any(step["method"] == "lacd" for step in method_steps(method))

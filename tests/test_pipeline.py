@@ -175,6 +175,7 @@ def test_slurm_profile_builds_the_paper_dag(tmp_path):
                cwd=work, check=False, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "signet50" in out.stdout and "slimming" in out.stdout
+    assert "rml2018/signet50" not in out.stdout, "config exclude pairs are not run"
 
 
 @pytest.mark.parametrize("patch, needle", [
@@ -182,6 +183,7 @@ def test_slurm_profile_builds_the_paper_dag(tmp_path):
     ({"datasets": {"rml1999": {"source": "synthetic"}}}, "rml1999"),
     ({"methods": ["base", "magic"]}, "magic"),
     ({"budgets": [1.5]}, "1.5"),
+    ({"exclude": [{"dataset": "rml2016", "model": "vgg"}]}, "vgg"),
     ({"train": {"epochz": 3}}, "epochz"),
     ({"datasets": {"rml2016": {"val_fraction": 1.5}}}, "val_fraction"),
 ])
