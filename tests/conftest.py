@@ -26,3 +26,15 @@ def tiny_rml2016(tmp_path_factory):
 def tiny_data(tiny_rml2016):
     """``tiny_rml2016`` opened as a PreparedDataset."""
     return load_prepared(tiny_rml2016)
+
+
+@pytest.fixture(scope="module")
+def base_models():
+    """Seeded, untrained CNN1D and ResNet56 (11 classes, length 128) in eval mode."""
+    from fcos.models import build_model
+
+    models = {}
+    for name in ("cnn1d", "resnet56"):
+        torch.manual_seed(0)
+        models[name] = build_model(name, 11, 128).eval()
+    return models

@@ -45,13 +45,6 @@ def data(tiny_data):
     return tiny_data
 
 
-@pytest.fixture(scope="module")
-def base_models():
-    models = {}
-    for name in ("cnn1d", "resnet56"):
-        torch.manual_seed(0)
-        models[name] = build_model(name, CLASSES, LENGTH).eval()
-    return models
 
 
 def _prune(method, model, name, budget, data, seed=0, **options):

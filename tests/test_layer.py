@@ -31,13 +31,6 @@ def data(tiny_data):
     return tiny_data
 
 
-@pytest.fixture(scope="module")
-def base_models():
-    models = {}
-    for name in BUDGETS:
-        torch.manual_seed(0)
-        models[name] = build_model(name, 11, 128).eval()
-    return models
 
 
 @pytest.fixture(scope="module")
