@@ -6,6 +6,7 @@ atomically. Lower-level building blocks live in fcos.data, fcos.models, fcos.tra
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,17 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
                      options: dict[str, Any] | None = None, progress: bool = True) -> dict:
     """Apply pruning method ``method`` to a checkpoint's model; write the pruned checkpoint.
 
+    ``budget`` is the MAC reduction the pruned model should have against the *base* model the
+    chain started from (so a later step of a chain lands the final model on the budget); the
+    method receives the equivalent reduction of its own input (``budget_vs_input`` in the record).
     ``data_path`` (a prepared dataset) is needed by data-driven methods (LaCD, layer baselines,
     slimming, Taylor); data-free ones accept None.
 
     The pruned checkpoint keeps the parent's model/dataset entries, composes the architecture
-    record (fcos.checkpoint.merge_architecture) and appends this step to ``extra["prune_steps"]``.
-    It is not fine-tuned (see finetune_checkpoint). ``record_out`` gets the method's JSON record
-    plus MACs/params before and after. Returns that record.
+    record (fcos.checkpoint.merge_architecture), appends this step to ``extra["prune_steps"]``
+    and adds any training the method did (``training_epochs``) to ``extra["recovery"]``. It is
+    not fine-tuned (see finetune_checkpoint). ``record_out`` gets the method's JSON record plus
+    MACs/params before and after. Returns that record.
     """
     import copy
 
@@ -62,30 +67,41 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     from .data import load_prepared
     from .io import load_checkpoint, save_checkpoint
     from .metrics import macs_and_params
+    from .models import build_model
     from .prune import prune_model
+    from .prune.base import check_budget
     from .train import check_compatible, seed_everything
 
+    budget = check_budget(budget)
     payload = load_checkpoint(checkpoint)
     data = None
     if data_path is not None:  # data-free methods (fcos-stage1, l1, fpgm, random) need none
         data = load_prepared(data_path)
         check_compatible(payload, data, checkpoint)
     model = model_from_checkpoint(payload)
-    length = int(payload["model"]["length"])
+    info = payload["model"]
+    length = int(info["length"])
     macs_before, params_before = macs_and_params(copy.deepcopy(model), length)
+    base_macs, _ = macs_and_params(build_model(info["name"], int(info["num_classes"]), length), length)
+    budget_vs_input = None if budget is None else max(0.0, 1.0 - (1.0 - budget) * base_macs / macs_before)
     seed_everything(seed)
-    result = prune_model(method, model, model_name=payload["model"]["name"], budget=budget, data=data,
+    result = prune_model(method, model, model_name=info["name"], budget=budget_vs_input, data=data,
                          seed=seed, options=options, progress=progress)
     macs_after, params_after = macs_and_params(copy.deepcopy(result.model), length)
+    training_epochs = int(result.record.get("training_epochs", 0))
     record = {
-        "method": method, "budget": budget, "seed": seed, "options": dict(options or {}),
-        "parent": str(checkpoint), "macs_before": int(macs_before), "macs_after": int(macs_after),
+        "method": method, "budget": budget, "budget_vs_input": budget_vs_input, "seed": seed,
+        "options": dict(options or {}), "parent": str(checkpoint),
+        "base_macs": int(base_macs), "macs_before": int(macs_before), "macs_after": int(macs_after),
         "params_before": int(params_before), "params_after": int(params_after),
+        "macs_reduction_vs_base": 1.0 - macs_after / base_macs,
+        "training_epochs": training_epochs,
         "details": result.record,
     }
     extra = dict(payload.get("extra") or {})
     extra["prune_steps"] = list(extra.get("prune_steps", [])) + [
         {k: v for k, v in record.items() if k != "details"}]
+    extra["recovery"] = _recovery_after(extra.get("recovery"), f"prune:{method}", training_epochs)
     pruned = {
         "format": CHECKPOINT_FORMAT,
         "fcos_version": payload.get("fcos_version"),
@@ -96,28 +112,64 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
         "train": dict(payload.get("train") or {}),
         "extra": extra,
     }
-    write_json(record_out, record)
     save_checkpoint(out, pruned)
+    write_json(record_out, record)
     return record
 
 
+def _recovery_after(recovery: dict | None, step: str, epochs: int) -> dict:
+    """The recovery account (epochs trained since the base model, per step) after one more step."""
+    recovery = dict(recovery or {"epochs": 0, "steps": []})
+    return {**recovery, "epochs": int(recovery["epochs"]) + int(epochs),
+            "steps": list(recovery["steps"]) + [{"step": step, "epochs": int(epochs)}]}
+
+
+def recovery_epochs_allowed(budget_epochs: int, used: int, share: float = 1.0) -> int:
+    """Epochs the next fine-tuning may run: ``share`` of the recovery budget minus what was used."""
+    return max(0, int(math.floor(budget_epochs * share + 1e-9)) - int(used))
+
+
 def finetune_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str | Path,
-                        train_options: dict[str, Any] | None = None, progress: bool = True) -> dict:
-    """Fine-tune (recover) a pruned checkpoint with TrainConfig ``train_options``; best-on-val."""
+                        train_options: dict[str, Any] | None = None, progress: bool = True,
+                        recovery_share: float = 1.0) -> dict:
+    """Fine-tune (recover) a pruned checkpoint with TrainConfig ``train_options``; best-on-val.
+
+    ``train_options["epochs"]`` is the *recovery budget*: the epochs a method may train after the
+    base model, over all its steps. This fine-tuning runs at most ``recovery_share`` of it minus
+    the epochs already used by earlier steps (the checkpoint's ``extra["recovery"]``, which
+    counts earlier fine-tunings and any training a pruning method did itself); early stopping may
+    end it sooner, and the next step gets what is left. With nothing left, the checkpoint is
+    written unchanged (zero epochs recorded). Returns the train record.
+    """
+    import dataclasses
+
     from .checkpoint import model_from_checkpoint
     from .data import load_prepared
-    from .io import load_checkpoint
+    from .io import load_checkpoint, save_checkpoint
     from .train import TrainConfig, check_compatible, seed_everything, train_model
 
     config = TrainConfig.from_dict(dict(train_options or {}))
     payload = load_checkpoint(checkpoint)
     data = load_prepared(data_path)
     check_compatible(payload, data, checkpoint)
+    extra = dict(payload.get("extra") or {})
+    recovery = dict(extra.get("recovery") or {"epochs": 0, "steps": []})
+    recovery["budget_epochs"] = config.epochs
+    allowed = recovery_epochs_allowed(config.epochs, recovery["epochs"], recovery_share)
+    if allowed == 0:
+        extra["recovery"] = _recovery_after(recovery, "finetune", 0)
+        record = {"config": dataclasses.asdict(config), "history": [], "epochs_run": 0,
+                  "stopped_early": False,
+                  "note": "recovery budget already used by earlier steps: not fine-tuned"}
+        save_checkpoint(out, {**payload, "train": record, "extra": extra})
+        return record
+    config = dataclasses.replace(config, epochs=allowed,
+                                 warmup_epochs=min(config.warmup_epochs, allowed / 2)).validate()
     seed_everything(config.seed)
     model = model_from_checkpoint(payload).train()
     return train_model(model, data, config, out, model_info=payload["model"],
-                       architecture=payload.get("architecture"), extra=payload.get("extra"),
-                       progress=progress)
+                       architecture=payload.get("architecture"), extra=extra,
+                       progress=progress, recovery=recovery)
 
 
 def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str | Path,
@@ -149,7 +201,7 @@ def plot_probe_curves(reports: dict[str, str | Path], out: str | Path, title: st
     ``details`` is the LaCD report (prune_checkpoint with method "lacd").
     """
     from .io import read_json
-    from .prune.lacd import plot_probe_curve
+    from .report.figures import plot_probe_curve
 
     loaded = {}
     for label, path in reports.items():

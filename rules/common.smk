@@ -8,14 +8,18 @@
 #       *.metrics.json, metrics.json     per-checkpoint metrics; metrics.json = the final model
 #   report/{dataset}/table.csv, table.md, snr_{model}.png     comparison report
 #   logs/..., benchmarks/...                                  per-job logs and benchmarks
-# Methods (other than "base") are chains of pruning steps, defined in fcos/prune/chains.yaml.
+# Methods (other than "base") are chains of pruning steps, defined in fcos/prune/chains.yaml and
+# read through the library (fcos.prune.chains: importing it does not import torch).
 import os
+import sys
 
-import yaml
 from snakemake.exceptions import WorkflowError
 
-with open(os.path.join(workflow.basedir, "fcos", "prune", "chains.yaml")) as handle:
-    CHAINS = yaml.safe_load(handle)
+sys.path.insert(0, workflow.basedir)  # this checkout's fcos library
+from fcos.prune import chains as fcos_chains  # noqa: E402
+from fcos.report import REPORT_FILES  # noqa: E402
+
+CHAINS = fcos_chains.method_chains()
 
 RESULTS = config["results_dir"]
 DATASETS = sorted(config["datasets"])
@@ -101,7 +105,7 @@ def applies_to(method, model):
 
 def budgets_of(method):
     """The budgets a pipeline method runs at: the config's list, or once if it takes none."""
-    return BUDGETS if any(step["budget"] for step in method_steps(method)) else [UNBUDGETED]
+    return BUDGETS if fcos_chains.takes_budget(method) else [UNBUDGETED]
 
 
 def method_dir(dataset="{dataset}", model="{model}", seed="{seed}", method="{method}", budget="{budget}"):
@@ -127,8 +131,14 @@ def parent_checkpoint(wildcards):
 
 
 def step_budget(wildcards):
-    step = method_steps(wildcards.method)[int(wildcards.step) - 1]
-    return float(wildcards.budget) if step["budget"] and wildcards.budget != UNBUDGETED else None
+    """The MAC reduction (against the base model) this step aims at; None if unbudgeted."""
+    budget = None if wildcards.budget == UNBUDGETED else float(wildcards.budget)
+    return fcos_chains.step_budget(wildcards.method, int(wildcards.step), budget)
+
+
+def step_recovery_share(wildcards):
+    """The most of the recovery budget (config finetune.epochs) this step's fine-tuning may use."""
+    return fcos_chains.recovery_share(wildcards.method, int(wildcards.step))
 
 
 def step_options(wildcards):
@@ -136,7 +146,8 @@ def step_options(wildcards):
 
 
 def finetune_options(wildcards):
-    """TrainConfig of recovery fine-tuning: config.train, then config.finetune, same seed."""
+    """TrainConfig of recovery fine-tuning: config.train, then config.finetune, same seed.
+    Its ``epochs`` is the recovery budget of the whole chain (fcos.api.finetune_checkpoint)."""
     options = train_options(wildcards)
     options.update(config["finetune"])
     return options
@@ -190,7 +201,10 @@ def metrics_files(dataset):
 
 
 def step_metrics_files(dataset):
-    """Metrics of every intermediate checkpoint (after each pruning step and each fine-tune)."""
+    """Metrics of every intermediate checkpoint (after each pruning step and each fine-tune);
+    none when config ``step_metrics`` is false."""
+    if not config["step_metrics"]:
+        return []
     return [
         path
         for model in models_for(dataset)
@@ -202,11 +216,14 @@ def step_metrics_files(dataset):
     ]
 
 
+def report_file(dataset, key):
+    """One file of a dataset's report (keys and names: fcos.report.REPORT_FILES)."""
+    return results("report", dataset, REPORT_FILES[key])
+
+
 def report_outputs(dataset):
-    base = results("report", dataset)
-    names = ("table.csv", "table.md", "steps.csv", "pareto.png")
-    return [os.path.join(base, name) for name in names] + [
-        os.path.join(base, f"snr_{model}.png") for model in MODELS
+    return [report_file(dataset, key) for key in REPORT_FILES] + [
+        results("report", dataset, f"snr_{model}.png") for model in MODELS
     ]
 
 

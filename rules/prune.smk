@@ -1,6 +1,7 @@
 # Every pipeline method (FCOS, its ablations, the channel and layer baselines) is a chain of
 # pruning steps from fcos/prune/chains.yaml; each step is prune -> recovery fine-tune. These two
-# rules serve all of them, so every method gets exactly the same fine-tuning schedule.
+# rules serve all of them, so every method gets the same fine-tuning schedule and the same
+# recovery budget (config finetune.epochs, counted over the whole chain).
 
 
 rule prune_step:
@@ -39,6 +40,7 @@ rule finetune_step:
         checkpoint=step_path("{step}", "{stage}", ".pt"),
     params:
         train=finetune_options,
+        recovery_share=step_recovery_share,
     log:
         log_path("finetune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{stage}.log"),
     benchmark:

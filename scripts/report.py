@@ -1,4 +1,4 @@
-"""Snakemake step: comparison table and accuracy-vs-SNR figures for one dataset."""
+"""Snakemake step: comparison tables, paired verdicts and figures for one dataset."""
 
 import sys
 from pathlib import Path
@@ -7,10 +7,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821 - this c
 from fcos.report import write_dataset_report
 from fcos.runlog import logging_to
 
-with logging_to(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
-    write_dataset_report(snakemake.input.metrics, csv_path=snakemake.output.csv,  # noqa: F821
-                         markdown_path=snakemake.output.markdown,  # noqa: F821
-                         figure_paths=dict(zip(snakemake.params.models, snakemake.output.figures)),  # noqa: F821
-                         pareto_path=snakemake.output.pareto,  # noqa: F821
-                         step_metrics_paths=snakemake.input.step_metrics,  # noqa: F821
-                         steps_csv_path=snakemake.output.steps)  # noqa: F821
+output = snakemake.output  # noqa: F821 - injected by Snakemake
+with logging_to(snakemake.log[0]):  # noqa: F821
+    write_dataset_report(
+        snakemake.input.metrics, csv=output.csv, markdown=output.markdown, latex=output.latex,  # noqa: F821
+        verdicts_csv=output.verdicts_csv, verdicts_markdown=output.verdicts_markdown,
+        pareto=output.pareto, verdicts_figure=output.verdicts_figure, curves=output.curves,
+        snr_figures=dict(zip(snakemake.params.models, output.snr_figures)),  # noqa: F821
+        step_metrics_paths=snakemake.input.step_metrics, steps_csv=output.steps_csv)  # noqa: F821

@@ -23,7 +23,7 @@ from fcos.metrics import macs_and_params
 from fcos.models import build_model
 from fcos.prune import METHODS as REGISTERED, load_methods, prune_model
 from fcos.prune import channel
-from fcos.prune.chains import chain_steps
+from fcos.prune.chains import chain_steps, method_family
 from fcos.prune.channel import (CRITERIA, ScoringContext, WidthCostModel, group_importance,
                                 kept_channels, select_channels, taylor_scores)
 from fcos.prune.groups import channel_groups
@@ -383,6 +383,7 @@ def test_registered_and_in_the_pipeline_chains():
     for method in METHODS:
         assert method in REGISTERED and method in CRITERIA
         assert chain_steps(method) == [{"method": method, "budget": True}]
+        assert method_family(method) == "channel"
     from fcos.prune.budget import BUDGET_TOLERANCE
 
     assert BUDGET_TOLERANCE <= 0.02

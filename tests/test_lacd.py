@@ -15,8 +15,9 @@ from fcos.errors import ConfigError
 from fcos.metrics import macs_and_params
 from fcos.models import build_model
 from fcos.prune import prune_model
+from fcos.report.figures import plot_probe_curve
 from fcos.prune.lacd import (IDENTITY, STACK_PROJECTION, collapse_gains, default_epsilon,
-                             diagnose_collapse, fit_linear_probe, inspect_blocks, plot_probe_curve,
+                             diagnose_collapse, fit_linear_probe, inspect_blocks,
                              remove_blocks, select_for_budget)
 
 # Small caps keep every diagnosis to a couple of seconds on one core.
@@ -101,6 +102,9 @@ def test_budget_selection_rules():
     assert select_for_budget(ranking, savings, 40, "reach") == ["a", "b"]
     assert select_for_budget(ranking, savings, 0, "closest") == []
     assert select_for_budget(ranking, savings, 1000, "closest") == ranking
+    # exact: a + c = 40 exactly, within the window of no tolerance; c + d = 35 is outside it
+    assert select_for_budget(ranking, savings, 40, "exact") == ["a", "c"]
+    assert select_for_budget(ranking, savings, 34, "exact", tolerance=1) == ["c", "d"]
     with pytest.raises(ConfigError):
         select_for_budget(ranking, savings, 40, "nearest")
 

@@ -8,6 +8,11 @@ ordinary ``nn.Module`` together with the record needed to rebuild it and to expl
     result.architecture   # JSON-like surgery record: replayed by fcos.checkpoint.model_from_checkpoint
     result.record         # JSON-like account of what was done (per layer / block), for reports
 
+A method that trains on the train split while pruning (network slimming's sparsity phase) puts
+the number of epochs in ``record["training_epochs"]``: the pipeline counts them against the
+method's recovery budget, so every method gets the same number of training epochs after the
+base model.
+
 ``budget`` is the target reduction of MACs as a fraction in [0, 1) (0.5 = remove half the MACs),
 measured with fcos.metrics.macs_and_params on the dataset's input length.
 """

@@ -670,6 +670,9 @@ def prune_channels(model: nn.Module, model_name: str, criterion: Criterion, *,
         "gap": achieved - budget, "cut": float(max(cuts, default=0.0)),
         "mac_search": mac_search, "search_steps": steps, "groups": group_records,
         "preparation": preparation, "scoring_seconds": scoring_seconds,
+        # passes over the train split this step trained for (slimming's sparsity phase); the
+        # pipeline counts them in the method's recovery budget
+        "training_epochs": len((preparation or {}).get("sparsity_training") or []),
         "time_s": time.perf_counter() - tic,
     }
     return PruneResult(pruned, {"resized": True}, record)

@@ -57,11 +57,14 @@ Which blocks can be removed, and what takes their place (``inspect_blocks``)
 Selection modes (``select_*`` functions and the "lacd" method)
     - epsilon mode (budget None): remove every removable collapsed block;
     - ``num_blocks=k``: remove the k removable blocks of lowest gain (budgeted comparisons);
-    - MAC budget (budget float): walk the removable blocks from lowest gain upwards and take each
-      one that brings the MAC saving closer to the target (rule "closest", default; ties go to
-      meeting the target) or every one until the target is met (rule "reach"); the achieved
-      reduction and its gap to the target are reported. Block granularity makes the target
-      reachable only approximately.
+    - MAC budget (budget float): rule "exact" (default) searches every subset of the removable
+      blocks (``fcos.prune.block_selection``) for one whose saving meets the target within the
+      channel methods' tolerance (1 point), sparing the highest-gain blocks, else the subset
+      closest to it; greedy alternatives walk the blocks from lowest gain upwards and take each
+      one that brings the saving closer to the target (rule "closest") or every one until the
+      target is met (rule "reach"). The achieved reduction, its gap to the target and an
+      ``off_target`` flag (gap above 2 points) are reported: block granularity can make a
+      budget reachable only approximately.
 """
 
 from __future__ import annotations
@@ -70,7 +73,6 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -81,14 +83,15 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import merge_architecture
 from ..errors import ConfigError
-from ..io import atomic_path
 from ..metrics import macs_and_params
 from . import surgery
 from .base import PruneResult, register_method
 
 POOLINGS = ("gap", "gmp", "gap+gmp", "flatten")
 PROBE_OPTIMIZERS = ("lbfgs", "adam")
-BUDGET_RULES = ("closest", "reach")
+BUDGET_RULES = ("exact", "closest", "reach")
+#: A block selection whose achieved reduction is further than this from the budget is flagged.
+OFF_TARGET = 0.02
 IDENTITY = "identity"
 #: Replacement kinds of a removed CNN1D residual stack (1-D stacks, and the 2-D first one).
 STACK_PROJECTION = {False: "stack-projection1d", True: "stack-projection2d"}
@@ -633,16 +636,22 @@ def lowest_gain_blocks(report: Mapping[str, Any], count: int, score: str = "gain
 
 
 def select_for_budget(ranking: Sequence[str], savings: Mapping[str, int], target_saving: float,
-                      rule: str = "closest") -> list[str]:
-    """Blocks to remove, in ranking order, for a MAC saving as close as possible to the target.
+                      rule: str = "exact", tolerance: float = 0.0) -> list[str]:
+    """Blocks to remove, in ranking order (first = first to go), for a MAC saving of ``target_saving``.
 
-    Walks ``ranking`` (first = first to go). Rule "closest": take a block when the total saving
-    gets closer to ``target_saving`` (a tie counts as closer when it meets the target), so a
-    block that would overshoot by more than it helps is skipped and later, smaller ones are
-    tried. Rule "reach": take blocks until the target is met (or the ranking is exhausted).
+    Rule "exact": the exact subset search of ``fcos.prune.block_selection`` (window
+    ``[target, target + tolerance]`` MACs, most important blocks spared). Greedy rules walk
+    ``ranking``: "closest" takes a block when the total saving gets closer to the target (a tie
+    counts as closer when it meets the target), so a block that would overshoot by more than it
+    helps is skipped and later, smaller ones are tried; "reach" takes blocks until the target is
+    met (or the ranking is exhausted).
     """
     if rule not in BUDGET_RULES:
         raise ConfigError(f"budget_rule={rule!r}: expected one of {', '.join(BUDGET_RULES)}")
+    if rule == "exact":
+        from .block_selection import select_subset
+
+        return select_subset(ranking, savings, target_saving, tolerance)[0]
     chosen, saved = [], 0
     for name in ranking:
         if rule == "reach":
@@ -685,13 +694,14 @@ def remove_and_summarise(model: nn.Module, blocks: Sequence[str], *, length: int
                "params_before": params_before, "params_after": params_after,
                "reference_macs": reference, "achieved_reduction": 1.0 - macs_after / reference}
     if budget is not None:
-        summary.update({"budget": budget, "budget_rule": rule,
-                        "gap": summary["achieved_reduction"] - budget})
+        gap = summary["achieved_reduction"] - budget
+        summary.update({"budget": budget, "budget_rule": rule, "gap": gap,
+                        "off_target": bool(abs(gap) > OFF_TARGET)})
     return model, removal, summary
 
 
 def prune_ranked_to_budget(model: nn.Module, ranking: Sequence[str], *, length: int, budget: float,
-                           rule: str = "closest",
+                           rule: str = "exact",
                            reference_macs: int | None = None) -> tuple[nn.Module, dict, dict]:
     """Remove blocks of ``ranking`` (first = first to go) to meet a MAC-reduction ``budget``.
 
@@ -702,9 +712,13 @@ def prune_ranked_to_budget(model: nn.Module, ranking: Sequence[str], *, length: 
     bad = [name for name in ranking if name not in infos or not infos[name].removable]
     if bad:
         raise ConfigError(f"ranking names blocks that cannot be removed: {', '.join(bad)}")
+    from .budget import BUDGET_TOLERANCE
+
     macs_now, _ = macs_and_params(model, length)
     target = budget_target(macs_now, budget, reference_macs)
-    chosen = select_for_budget(ranking, {name: infos[name].saved_macs for name in ranking}, target, rule)
+    reference = macs_now if reference_macs is None else int(reference_macs)
+    chosen = select_for_budget(ranking, {name: infos[name].saved_macs for name in ranking}, target, rule,
+                               tolerance=BUDGET_TOLERANCE * reference)
     return remove_and_summarise(model, chosen, length=length, budget=budget,
                                 reference_macs=reference_macs, rule=rule)
 
@@ -766,7 +780,7 @@ def lacd(model: nn.Module, *, model_name: str, budget: float | None, data: Any, 
     length = int(data.length)
     report = diagnose_collapse(model, data, seed=seed, progress=progress,
                                **{k: options[k] for k in DIAGNOSE_OPTIONS if k in options})
-    rule = options.get("budget_rule", "closest")
+    rule = options.get("budget_rule", "exact")
     if budget is not None:
         mode = "budget"
         model, removal, summary = prune_ranked_to_budget(
@@ -779,61 +793,3 @@ def lacd(model: nn.Module, *, model_name: str, budget: float | None, data: Any, 
                                                        reference_macs=options.get("reference_macs"))
     report["selection"] = {"mode": mode, "num_blocks": num_blocks, **summary}
     return PruneResult(model, merge_architecture(previous, removal), record=report)
-
-
-# ------------------------------------------------------------------------------------ figure
-
-
-def plot_probe_curve(reports: Mapping[str, Mapping[str, Any]], out_png: str | Path, *,
-                     title: str | None = None) -> None:
-    """Probe accuracy by depth, one line per LaCD report (e.g. {"base": r0, "after stage 1": r1}).
-
-    The reports must come from one model (same probe points). x: probe point (stem, then blocks
-    in depth order). Blocks removed by the report's selection (``report["selection"]["removed"]``,
-    else its collapsed blocks) are marked with a cross, collapsed but kept blocks with an open
-    circle; unprobed (earlier removed) blocks leave a gap. A dotted line per report shows the model's own
-    validation accuracy; a grey dashed line chance. Written atomically as PNG (Agg).
-    """
-    from matplotlib.figure import Figure
-
-    if not reports:
-        raise ConfigError("plot_probe_curve: no reports to plot")
-    first = next(iter(reports.values()))
-    names = [p["name"] for p in first["points"]]
-    if any([p["name"] for p in report["points"]] != names for report in reports.values()):
-        raise ConfigError("plot_probe_curve: the reports probe different points (different models?)")
-    fig = Figure(figsize=(max(6.0, 0.28 * len(names) + 2), 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    labelled: set[str] = set()  # one legend entry per marker kind, only if it occurs
-
-    def legend_label(text: str, used: bool) -> str | None:
-        if not used or text in labelled:
-            return None
-        labelled.add(text)
-        return text
-
-    for index, (label, report) in enumerate(reports.items()):
-        color = f"C{index}"
-        points = report["points"]
-        xs = list(range(len(points)))
-        ys = [np.nan if p["accuracy"] is None else p["accuracy"] for p in points]
-        ax.plot(xs, ys, "-o", color=color, markersize=3, label=label)
-        removed = set((report.get("selection") or {}).get("removed", report.get("collapsed", [])))
-        gone = [i for i, p in enumerate(points) if p["name"] in removed]
-        kept = [i for i, p in enumerate(points) if p["collapsed"] and p["name"] not in removed]
-        ax.plot(gone, [ys[i] for i in gone], "x", color="red", markersize=8, mew=2,
-                label=legend_label("removed", bool(gone)))
-        ax.plot(kept, [ys[i] for i in kept], "o", mfc="none", color="black", markersize=8,
-                label=legend_label("collapsed, kept", bool(kept)))
-        if report.get("model_accuracy") is not None:
-            ax.axhline(report["model_accuracy"], color=color, linestyle=":", linewidth=1)
-    ax.axhline(first["chance"], color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=90, fontsize=7)
-    ax.set_xlabel("probe point (depth order)")
-    ax.set_ylabel("linear-probe val accuracy")
-    ax.set_title(title or f"LaCD probes ({first['config']['pooling']} features)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)

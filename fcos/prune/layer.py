@@ -2,9 +2,11 @@
 
 All three share LaCD's machinery (``fcos.prune.lacd``): which blocks are removable and what
 replaces them (``inspect_blocks``/``remove_blocks``), the linear probes (``diagnose_collapse``)
-and the budgeted selection (``prune_ranked_to_budget``: walk the ranking, first = first to go,
-taking blocks while the MAC saving gets closer to the target; the achieved reduction and its gap
-to the target are in the record, since block granularity rarely hits a budget exactly).
+and the budgeted selection (``prune_ranked_to_budget``: by default the exact search over all
+subsets of removable blocks of ``fcos.prune.block_selection``, which lands on the budget within
+1 point when any subset does and spares the blocks the ranking puts last; the achieved reduction,
+its gap to the target and an off-target flag are in the record, since block granularity can make
+a budget reachable only approximately).
 
 - "lcp" (linear classifier probes; Chen & Zhao, "Shallowing deep networks", TPAMI 2019): probe
   every block like LaCD, rank by the probe accuracy's rise over the *previous* point
@@ -58,7 +60,7 @@ def _prune_by_ranking(method: str, model: nn.Module, ranking: Sequence[str], sco
     previous = input_architecture(model, model_name, data, options)
     model, removal, summary = prune_ranked_to_budget(
         model, ranking, length=_length(model, data), budget=budget,
-        rule=options.get("budget_rule", "closest"), reference_macs=options.get("reference_macs"))
+        rule=options.get("budget_rule", "exact"), reference_macs=options.get("reference_macs"))
     record = {"method": method,
               "ranking": [{"name": name, "score": None if scores is None else scores[name]} for name in ranking],
               "selection": summary, **extra, "time_s": time.perf_counter() - tic}
