@@ -22,7 +22,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/prune.smk"
-include: "rules/fcos.smk"
+include: "rules/probes.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 

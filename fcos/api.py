@@ -181,7 +181,7 @@ def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     from .checkpoint import model_from_checkpoint
     from .data import load_prepared
     from .io import load_checkpoint
-    from .prune.lacd import DIAGNOSE_OPTIONS, diagnose_collapse
+    from .prune.probes import DIAGNOSE_OPTIONS, diagnose_collapse
     from .train import check_compatible
 
     payload = load_checkpoint(checkpoint)

@@ -22,10 +22,10 @@ from fcos.errors import ConfigError
 from fcos.metrics import macs_and_params
 from fcos.models import build_model
 from fcos.prune import METHODS as REGISTERED, load_methods, prune_model
-from fcos.prune import channel
 from fcos.prune.chains import chain_steps, method_family
-from fcos.prune.channel import (CRITERIA, ScoringContext, WidthCostModel, group_importance,
-                                kept_channels, select_channels, taylor_scores)
+from fcos.prune.channel_selection import kept_channels, select_channels
+from fcos.prune.importance import CRITERIA, ScoringContext, group_importance, taylor_scores
+from fcos.prune.width_cost import WidthCostModel
 from fcos.prune.groups import channel_groups
 
 METHODS = ("l1", "fpgm", "slimming", "taylor", "random-channel")

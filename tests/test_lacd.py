@@ -15,10 +15,10 @@ from fcos.errors import ConfigError
 from fcos.metrics import macs_and_params
 from fcos.models import build_model
 from fcos.prune import prune_model
+from fcos.prune.block_selection import select_for_budget
+from fcos.prune.blocks import IDENTITY, STACK_PROJECTION, inspect_blocks, remove_blocks
+from fcos.prune.probes import collapse_gains, default_epsilon, diagnose_collapse, fit_linear_probe
 from fcos.report.figures import plot_probe_curve
-from fcos.prune.lacd import (IDENTITY, STACK_PROJECTION, collapse_gains, default_epsilon,
-                             diagnose_collapse, fit_linear_probe, inspect_blocks,
-                             remove_blocks, select_for_budget)
 
 # Small caps keep every diagnosis to a couple of seconds on one core.
 CAPS = {"max_train": 200, "max_val": 100}

@@ -14,7 +14,7 @@ from fcos.io import load_checkpoint, save_checkpoint
 from fcos.metrics import macs_and_params
 from fcos.models import build_model
 from fcos.prune import prune_model
-from fcos.prune.lacd import inspect_blocks
+from fcos.prune.blocks import inspect_blocks
 from fcos.prune.layer import reinitialisation_drops
 
 METHODS = ("lcp", "sr-init", "random-layer")

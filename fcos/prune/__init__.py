@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 #: Modules that register methods. A new method is one module added here.
-METHOD_MODULES: tuple[str, ...] = ("fusion", "lacd", "layer", "channel", "reference")
+METHOD_MODULES: tuple[str, ...] = ("fusion", "lacd", "layer", "channel", "no_pruning")
 _FROM_BASE = ("METHODS", "PruneResult", "prune_model", "register_method")
 
 
@@ -22,8 +22,11 @@ def load_methods() -> None:
 def __getattr__(name: str):
     if name in _FROM_BASE:
         return getattr(importlib.import_module(f"{__name__}.base"), name)
-    if name in METHOD_MODULES or name in ("base", "chains", "surgery", "groups", "budget", "block_selection"):
+    try:
         return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":  # a submodule's own missing import: not ours to hide
+            raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

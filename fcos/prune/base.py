@@ -52,6 +52,18 @@ def register_method(name: str) -> Callable[[PruneMethod], PruneMethod]:
     return decorator
 
 
+def require_budget(method: str, budget: float | None) -> float:
+    """The budget of a method that cannot run without one (ConfigError when it is None)."""
+    if budget is None:
+        raise ConfigError(f"pruning method {method} needs a budget (MAC reduction fraction in [0, 1))")
+    return budget
+
+
+def input_length(model: nn.Module, data: Any) -> int:
+    """The input length a method works at: the prepared dataset's, else the model's own."""
+    return int(getattr(data, "length", None) or model.length)
+
+
 def check_budget(budget: float | None, key: str = "budget") -> float | None:
     if budget is None:
         return None

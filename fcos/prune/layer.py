@@ -1,7 +1,7 @@
 """Layer-pruning baselines: remove whole blocks to a MAC budget, blocks ranked three ways.
 
-All three share LaCD's machinery (``fcos.prune.lacd``): which blocks are removable and what
-replaces them (``inspect_blocks``/``remove_blocks``), the linear probes (``diagnose_collapse``)
+All three share LaCD's machinery: which blocks are removable and what replaces them
+(``fcos.prune.blocks``), the linear probes (``fcos.prune.probes.diagnose_collapse``)
 and the budgeted selection (``prune_ranked_to_budget``: by default the exact search over all
 subsets of removable blocks of ``fcos.prune.block_selection``, which lands on the budget within
 1 point when any subset does and spares the blocks the ranking puts last; the achieved reduction,
@@ -35,22 +35,16 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import merge_architecture
 from ..errors import ConfigError
-from .base import PruneResult, register_method
-from .lacd import (DIAGNOSE_OPTIONS, REMOVAL_OPTIONS, check_options, diagnose_collapse,
-                   input_architecture, inspect_blocks, prune_ranked_to_budget, rank_by_score)
+from .architecture import input_architecture
+from .base import PruneResult, input_length, register_method, require_budget
+from .options import check_options
+from .block_selection import REMOVAL_OPTIONS, prune_ranked_to_budget, rank_by_score
+from .blocks import inspect_blocks
+from .modes import preserved_modes
+from .probes import DIAGNOSE_OPTIONS, diagnose_collapse
 
 #: Validation examples SR-init evaluates each re-initialised model on (seeded subset).
 DEFAULT_SR_INIT_VAL_SAMPLES = 2000
-
-
-def _require_budget(method: str, budget: float | None) -> float:
-    if budget is None:
-        raise ConfigError(f"pruning method {method} needs a budget (MAC reduction fraction in [0, 1))")
-    return budget
-
-
-def _length(model: nn.Module, data: Any) -> int:
-    return int(getattr(data, "length", None) or model.length)
 
 
 def _prune_by_ranking(method: str, model: nn.Module, ranking: Sequence[str], scores: dict[str, float] | None,
@@ -59,7 +53,7 @@ def _prune_by_ranking(method: str, model: nn.Module, ranking: Sequence[str], sco
     """Common tail of the baselines: remove blocks of ``ranking`` to the budget, build the record."""
     previous = input_architecture(model, model_name, data, options)
     model, removal, summary = prune_ranked_to_budget(
-        model, ranking, length=_length(model, data), budget=budget,
+        model, ranking, length=input_length(model, data), budget=budget,
         rule=options.get("budget_rule", "exact"), reference_macs=options.get("reference_macs"))
     record = {"method": method,
               "ranking": [{"name": name, "score": None if scores is None else scores[name]} for name in ranking],
@@ -68,7 +62,7 @@ def _prune_by_ranking(method: str, model: nn.Module, ranking: Sequence[str], sco
 
 
 def removable_names(model: nn.Module, length: int) -> list[str]:
-    """Removable blocks of ``model`` in depth order (see ``fcos.prune.lacd.inspect_blocks``)."""
+    """Removable blocks of ``model`` in depth order (see ``fcos.prune.blocks.inspect_blocks``)."""
     return [info.name for info in inspect_blocks(model, length) if info.removable]
 
 
@@ -85,7 +79,7 @@ def lcp(model: nn.Module, *, model_name: str, budget: float | None, data: Any, s
     """
     tic = time.perf_counter()
     check_options("lcp", options, DIAGNOSE_OPTIONS + REMOVAL_OPTIONS)
-    budget = _require_budget("lcp", budget)
+    budget = require_budget("lcp", budget)
     if data is None:
         raise ConfigError("pruning method lcp needs the prepared dataset (probes train on it)")
     model = copy.deepcopy(model)
@@ -121,24 +115,21 @@ def reinitialisation_drops(model: nn.Module, blocks: Sequence[str], x: np.ndarra
     re-initialised (seeded per block, then restored). The model ends as it started."""
     from ..train import accuracy
 
-    modes = {module: module.training for module in model.modules()}
     original_device = next(model.parameters()).device
-    model.to(device)
     try:
-        base = accuracy(model, x, y, batch_size, device)
-        drops = {}
-        for index, name in enumerate(tqdm(blocks, desc="SR-init", disable=not progress, leave=False)):
-            block = model.get_submodule(name)
-            saved = copy.deepcopy(block.state_dict())
-            with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is not consumed
-                torch.manual_seed(_block_seed(seed, index))
-                reinitialise(block)
-            drops[name] = base - accuracy(model, x, y, batch_size, device)
-            block.load_state_dict(saved)
+        with preserved_modes(model.to(device)):
+            base = accuracy(model, x, y, batch_size, device)
+            drops = {}
+            for index, name in enumerate(tqdm(blocks, desc="SR-init", disable=not progress, leave=False)):
+                block = model.get_submodule(name)
+                saved = copy.deepcopy(block.state_dict())
+                with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is not consumed
+                    torch.manual_seed(_block_seed(seed, index))
+                    reinitialise(block)
+                drops[name] = base - accuracy(model, x, y, batch_size, device)
+                block.load_state_dict(saved)
     finally:
         model.to(original_device)
-        for module, training in modes.items():
-            module.training = training
     return base, drops
 
 
@@ -154,7 +145,7 @@ def sr_init(model: nn.Module, *, model_name: str, budget: float | None, data: An
 
     tic = time.perf_counter()
     check_options("sr-init", options, ("val_samples", "batch_size", "device") + REMOVAL_OPTIONS)
-    budget = _require_budget("sr-init", budget)
+    budget = require_budget("sr-init", budget)
     if data is None:
         raise ConfigError("pruning method sr-init needs the prepared dataset (it measures val accuracy)")
     model = copy.deepcopy(model)
@@ -165,7 +156,7 @@ def sr_init(model: nn.Module, *, model_name: str, budget: float | None, data: An
             raise ConfigError(f"sr-init: val_samples={cap!r}: expected an integer >= 1 or None")
         rows = np.sort(np.random.default_rng(seed).choice(len(y), size=int(cap), replace=False))
         x, y = x[rows], y[rows]
-    blocks = removable_names(model, _length(model, data))
+    blocks = removable_names(model, input_length(model, data))
     base, drops = reinitialisation_drops(model, blocks, x, y, seed=seed,
                                          batch_size=int(options.get("batch_size", 512)),
                                          device=resolve_device(options.get("device", "auto")),
@@ -189,9 +180,9 @@ def random_layer(model: nn.Module, *, model_name: str, budget: float | None, dat
     """
     tic = time.perf_counter()
     check_options("random-layer", options, REMOVAL_OPTIONS)
-    budget = _require_budget("random-layer", budget)
+    budget = require_budget("random-layer", budget)
     model = copy.deepcopy(model)
-    blocks = removable_names(model, _length(model, data))
+    blocks = removable_names(model, input_length(model, data))
     order = np.random.default_rng(seed).permutation(len(blocks))
     ranking = [blocks[i] for i in order]
     return _prune_by_ranking("random-layer", model, ranking, None, model_name=model_name, budget=budget,

@@ -6,7 +6,7 @@ A pruned model is the base builder's model plus an ``architecture`` record:
 
 * ``removed_blocks`` maps a block's dotted name to what replaces it: ``"identity"``, or
   ``"stack-projection1d"`` / ``"stack-projection2d"`` (:class:`StackProjection`: what a removed
-  CNN1D residual stack leaves behind, its 1x1 entry conv and its pooling; see fcos.prune.lacd).
+  CNN1D residual stack leaves behind, its 1x1 entry conv and its pooling; see fcos.prune.blocks).
 * ``resized`` means layers narrower than the base model's are to be re-created from the shapes
   found in the state dict (channel pruning and channel fusion only change widths, so the shapes
   are a complete description of the new widths). Besides conv/linear/BN layers, any module with a

@@ -1,4 +1,4 @@
-"""Reference "method" that prunes nothing, so a control run gets the same fine-tuning.
+"""The pruning step that prunes nothing ("none"), so the base-ft control run gets the same fine-tuning.
 
 Pruned models are fine-tuned after pruning; if the base model was not trained to convergence,
 that extra training alone raises accuracy. The ``base-ft`` pipeline method (chains.yaml) runs

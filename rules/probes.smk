@@ -1,4 +1,4 @@
-# FCOS-specific outputs beyond the generic prune/fine-tune chain: the LaCD diagnosis of the
+# LaCD probes outside the prune/fine-tune chains: the linear-probe diagnosis of the
 # unpruned model and the probe-accuracy-by-depth figure that explains FCOS (probes on the base
 # model vs. after stage 1, removed blocks marked).
 

@@ -1,0 +1,51 @@
+"""The architecture record of a model handed to a pruning method: given by the caller, or
+inferred by comparing the model with a freshly built base model."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .blocks import replacement_kind_of
+from .modes import eval_mode, model_device
+
+
+def prior_architecture(model: nn.Module, model_name: str, num_classes: int, length: int) -> dict[str, Any]:
+    """Infer the architecture record of ``model`` relative to the base builder's model.
+
+    Blocks already replaced by a REPLACEMENTS stand-in go to ``removed_blocks``; any state
+    tensor whose shape differs from the freshly built base model's sets ``resized``. Used when
+    the caller does not pass the input model's record (option ``architecture``).
+    """
+    from ..models import build_model
+
+    record: dict[str, Any] = {}
+    removed = {}
+    for name in model.removable_blocks():
+        kind = replacement_kind_of(model.get_submodule(name))
+        if kind is not None:
+            removed[name] = kind
+    if removed:
+        record["removed_blocks"] = removed
+    with torch.random.fork_rng(devices=[]):  # building the reference must not move the caller's RNG
+        base = build_model(model_name, num_classes, length)
+    base_shapes = {key: tuple(value.shape) for key, value in base.state_dict().items()}
+    if any(key in base_shapes and tuple(value.shape) != base_shapes[key]
+           for key, value in model.state_dict().items()):
+        record["resized"] = True
+    return record
+
+def input_architecture(model: nn.Module, model_name: str, data, options: Mapping[str, Any]) -> dict:
+    """The record of the model handed to a method: ``options["architecture"]`` when given,
+    else inferred (see ``prior_architecture``)."""
+    if options.get("architecture") is not None:
+        return dict(options["architecture"])
+    length = int(getattr(data, "length", None) or model.length)
+    num_classes = getattr(data, "num_classes", None) or _output_classes(model, length)
+    return prior_architecture(model, model_name, int(num_classes), length)
+
+def _output_classes(model: nn.Module, length: int) -> int:
+    with eval_mode(model), torch.no_grad():
+        return int(model(torch.zeros(1, 2, length, device=model_device(model))).shape[1])
