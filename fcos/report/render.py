@@ -67,7 +67,8 @@ def markdown_table(table: pd.DataFrame) -> str:
             out.append("| " + " | ".join(cells) + " |")
     notes = ("\nΔ: accuracy of the reference minus the row's, mean over seeds of the paired (same base "
              "model) difference; positive = the row is worse. 95% CI: Student-t interval of the mean "
-             f"over seeds. †: some seed's achieved MAC reduction is more than {100 * OFF_TARGET:.0f} points "
+             "over seeds (the test split's own standard error is the CSV's accuracy_test_se). "
+             f"†: some seed's achieved MAC reduction is more than {100 * OFF_TARGET:.0f} points "
              "from the target. Achieved reductions are measured on the final model against the base model "
              "(range over seeds when they differ).\n")
     return "\n".join(out).lstrip("\n") + "\n" + notes

@@ -75,7 +75,7 @@ def runs_frame(records: list[dict]) -> pd.DataFrame:
             "dataset": r["dataset"], "model": r["model"], "method": method, "family": family,
             "budget": np.nan if r.get("budget") is None else float(r["budget"]),
             "budget_key": budget_key(r.get("budget")), "seed": int(r["seed"]),
-            "accuracy": float(r["accuracy"]),
+            "accuracy": float(r["accuracy"]), "n_test": int(r.get("n_test") or 0),
             "accuracy_high_snr": np.nan if r.get("accuracy_high_snr") is None else float(r["accuracy_high_snr"]),
             "macs": int(r["macs"]), "params": int(r["params"]),
             "macs_reduction": r.get("macs_reduction", np.nan),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .runs import runs_frame
-from .stats import mean_interval, verdict
+from .stats import mean_interval, sampling_standard_error, verdict
 
 FAMILY_ORDER = {"reference": 0, "channel": 1, "layer": 2, "fcos": 3, "other": 4}
 KEYS = ["dataset", "model", "method", "budget_key"]
@@ -26,6 +26,8 @@ def comparison_table(records: list[dict]) -> pd.DataFrame:
 
     Columns: dataset, model, family, method, budget (target MAC reduction, NaN if none), seeds,
     accuracy (mean), accuracy_std, accuracy_ci95 (half-width of the 95% t interval),
+    accuracy_test_se (binomial standard error of one accuracy on the test split: the part of the
+    spread that more test frames would remove; NaN when the records lack ``n_test``),
     accuracy_high_snr (mean, frames >= 10 dB), drop_vs_base and drop_vs_base_ft (mean over seeds
     of the paired difference to the ``base`` / ``base-ft`` run of the same seed; NaN without
     one), macs, params (means), macs_reduction (achieved, mean) with its min and max over seeds,
@@ -43,6 +45,7 @@ def comparison_table(records: list[dict]) -> pd.DataFrame:
             "dataset": key[0], "model": key[1], "family": first["family"], "method": key[2],
             "budget": first["budget"], "seeds": int(group["seed"].nunique()),
             "accuracy": mean, "accuracy_std": std, "accuracy_ci95": half,
+            "accuracy_test_se": sampling_standard_error(mean, int(group["n_test"].min())),
             "accuracy_high_snr": float(group["accuracy_high_snr"].mean()),
             "drop_vs_base": float(group["drop_vs_base"].mean()),
             "drop_vs_base_ft": float(group["drop_vs_base_ft"].mean()),
