@@ -102,13 +102,15 @@ def markdown_table(table: pd.DataFrame) -> str:
     """The comparison table as GitHub Markdown: accuracy and reductions in percent."""
     header = ["Model", "Method", "Budget", "Seeds", "Acc. (%)", "MACs", "Params",
               "MACs red. (%)", "Params red. (%)", "Acc. drop (pp)", "Drop vs base-ft (pp)"]
+    speed_header, speed_cells = latency_markdown_columns(table)
+    header += speed_header
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table.itertuples(index=False):
+    for row, speed in zip(table.itertuples(index=False), speed_cells):
         acc = f"{100 * row.accuracy:.2f}" + (f" ± {100 * row.accuracy_std:.2f}" if row.seeds > 1 else "")
         budget = "" if row.budget == "" else f"{100 * float(row.budget):.0f}%"
         cells = [row.model, row.method, budget, str(row.seeds), acc, f"{row.macs:,}", f"{row.params:,}",
                  _fmt_pct(row.macs_reduction), _fmt_pct(row.params_reduction), _fmt_pct(row.accuracy_drop),
-                 _fmt_pct(row.accuracy_drop_vs_base_ft)]
+                 _fmt_pct(row.accuracy_drop_vs_base_ft)] + speed
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -200,18 +202,24 @@ def write_dataset_report(metrics_paths: Iterable[str | Path], csv_path: str | Pa
                          markdown_path: str | Path, figure_paths: Mapping[str, str | Path],
                          pareto_path: str | Path | None = None,
                          step_metrics_paths: Iterable[str | Path] = (),
-                         steps_csv_path: str | Path | None = None) -> pd.DataFrame:
+                         steps_csv_path: str | Path | None = None,
+                         latency_paths: Iterable[str | Path] = ()) -> pd.DataFrame:
     """Write the comparison CSV, its Markdown rendering and the figures of one dataset.
 
     ``figure_paths`` maps model name -> accuracy-vs-SNR PNG path; ``pareto_path`` gets the
     accuracy-vs-MACs figure; ``steps_csv_path`` the table of every intermediate checkpoint of
-    the pipeline methods (from ``step_metrics_paths``). Returns the comparison table.
+    the pipeline methods (from ``step_metrics_paths``). ``latency_paths`` (latency JSON files,
+    fcos.api.measure_checkpoint_latency) add the latency columns (see join_latency). Returns the
+    comparison table.
     """
     records = load_metrics(metrics_paths)
     datasets = sorted({r["dataset"] for r in records})
     if len(datasets) != 1:
         raise DataError(f"a dataset report takes one dataset's metrics, got {', '.join(datasets)}")
     table = comparison_table(records)
+    latency_paths = list(latency_paths)
+    if latency_paths:
+        table = join_latency(table, latency_table(latency_paths))
     with atomic_write(csv_path, "w", encoding="utf-8", newline="") as handle:
         table.to_csv(handle, index=False, float_format="%.6g")
     title = f"# {datasets[0]}: accuracy and cost (test split)\n\n"
@@ -227,3 +235,80 @@ def write_dataset_report(metrics_paths: Iterable[str | Path], csv_path: str | Pa
         with atomic_write(steps_csv_path, "w", encoding="utf-8", newline="") as handle:
             steps.to_csv(handle, index=False, float_format="%.6g")
     return table
+
+
+# --- latency columns ----------------------------------------------------------------------------
+
+#: What identifies the model a latency file measured (as in the metrics files).
+LATENCY_KEYS = ("dataset", "model", "method", "budget", "seed")
+
+
+def latency_table(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per latency JSON (fcos.api.measure_checkpoint_latency, with a ``base`` reference).
+
+    Columns: dataset, model, method, budget ("" when None), seed, mac_ratio (base MACs / MACs),
+    and per timed batch size b: ``latency_ms_b{b}`` (median of the model), ``throughput_b{b}``
+    (examples/s), ``speedup_b{b}`` (median of the per-round ratio base time / model time, both
+    measured in the same run), ``load_b{b}`` (1-minute load average when that batch size started).
+    """
+    rows = []
+    for path in paths:
+        try:
+            record = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{path}: latency file not found") from None
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: not valid JSON ({err.msg})") from None
+        missing = [k for k in (*LATENCY_KEYS, "mac_ratio", "batches") if k not in record]
+        if missing:
+            raise DataError(f"{path}: latency file lacks key(s) {', '.join(missing)}")
+        row = {k: record[k] for k in LATENCY_KEYS}
+        row["budget"] = "" if row["budget"] is None else row["budget"]
+        row["mac_ratio"] = record["mac_ratio"]
+        for entry in record["batches"]:
+            stats = entry.get("models", {}).get("model", {})
+            if not {"median_ms", "throughput_per_s", "speedup"} <= set(stats):
+                raise DataError(f"{path}: batch {entry.get('batch_size')} lacks the model's median_ms, "
+                                "throughput_per_s or speedup (measured without a base reference?)")
+            size = entry["batch_size"]
+            row[f"latency_ms_b{size}"] = stats["median_ms"]
+            row[f"throughput_b{size}"] = stats["throughput_per_s"]
+            row[f"speedup_b{size}"] = stats["speedup"]["median"]
+            row[f"load_b{size}"] = entry["load_before"][0]
+        rows.append(row)
+    if not rows:
+        raise DataError("no latency files to report on")
+    return pd.DataFrame(rows)
+
+
+def join_latency(table: pd.DataFrame, latency: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (comparison_table) with the latency columns of ``latency`` (latency_table),
+    averaged over seeds, merged on (dataset, model, method, budget); NaN where not measured."""
+    keys = [k for k in LATENCY_KEYS if k != "seed"]
+    measured = latency.drop(columns="seed").groupby(keys, sort=False, dropna=False).mean().reset_index()
+    return table.merge(measured, on=keys, how="left", validate="one_to_one")
+
+
+def latency_markdown_columns(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Markdown header cells and per-row cells of the latency columns present in ``table``:
+    MAC ratio, then per batch size the median latency and the measured speedup, and the largest
+    batch's throughput. Nothing when the table has no latency columns."""
+    sizes = sorted(int(c[len("latency_ms_b"):]) for c in table.columns if c.startswith("latency_ms_b"))
+    if not sizes:
+        return [], [[] for _ in range(len(table))]
+    header = ["MAC ratio"]
+    for size in sizes:
+        header += [f"Latency b{size} (ms)", f"Speedup b{size}"]
+    header.append(f"Throughput b{sizes[-1]} (/s)")
+
+    def number(value: float, digits: int) -> str:
+        return "" if pd.isna(value) else f"{value:,.{digits}f}"
+
+    cells = []
+    for _, row in table.iterrows():
+        line = [number(row["mac_ratio"], 2)]
+        for size in sizes:
+            line += [number(row[f"latency_ms_b{size}"], 2), number(row[f"speedup_b{size}"], 2)]
+        line.append(number(row[f"throughput_b{sizes[-1]}"], 0))
+        cells.append(line)
+    return header, cells

@@ -13,4 +13,5 @@ with logging_to(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
                          figure_paths=dict(zip(snakemake.params.models, snakemake.output.figures)),  # noqa: F821
                          pareto_path=snakemake.output.pareto,  # noqa: F821
                          step_metrics_paths=snakemake.input.step_metrics,  # noqa: F821
-                         steps_csv_path=snakemake.output.steps)  # noqa: F821
+                         steps_csv_path=snakemake.output.steps,  # noqa: F821
+                         latency_paths=snakemake.input.latency)  # noqa: F821
