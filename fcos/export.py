@@ -33,6 +33,7 @@ from torch import nn
 
 from .errors import ConfigError, ExportError, FcosError
 from .io import atomic_path
+from .latency import torchscript_deprecation_silenced
 
 FORMATS = ("onnx", "torchscript")
 #: Largest accepted absolute difference between exported and PyTorch logits.
@@ -54,11 +55,12 @@ def export_model(model: nn.Module, fmt: str, out: str | Path, example: torch.Ten
     model = model.eval().cpu()
     text = json.dumps(description or {}, sort_keys=True)
     if fmt == "torchscript":
-        try:
-            scripted = torch.jit.freeze(torch.jit.script(model))
-        except Exception as err:  # TorchScript's compiler raises several types
-            raise ExportError(f"TorchScript compilation of the model failed ({_first_line(err)})") from None
-        torch.jit.save(scripted, str(out), _extra_files={f"{METADATA_KEY}.json": text})
+        with torchscript_deprecation_silenced():
+            try:
+                scripted = torch.jit.freeze(torch.jit.script(model))
+            except Exception as err:  # TorchScript's compiler raises several types
+                raise ExportError(f"TorchScript compilation of the model failed ({_first_line(err)})") from None
+            torch.jit.save(scripted, str(out), _extra_files={f"{METADATA_KEY}.json": text})
         return
     _require_onnx_exporter()
     import onnx
@@ -163,7 +165,8 @@ def read_description(path: str | Path) -> dict[str, Any]:
 
     if exported_format(path) == "torchscript":
         extra = {f"{METADATA_KEY}.json": ""}
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with torchscript_deprecation_silenced():
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         return json.loads(extra[f"{METADATA_KEY}.json"] or "{}")
     import onnx
 

@@ -27,15 +27,17 @@ module (inclusive and self, per forward call) next to its MACs, and the top aten
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
 import statistics
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -177,6 +179,15 @@ def exported_format(path: str | Path) -> str:
     return "onnx"
 
 
+@contextlib.contextmanager
+def torchscript_deprecation_silenced() -> Iterator[None]:
+    """torch >= 2.10 warns on every torch.jit call that TorchScript is deprecated; we use it only
+    where TorchScript itself is asked for, and say so in the README, not on every call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=DeprecationWarning)
+        yield
+
+
 def exported_runner(path: str | Path, *, threads: int = 1, device: str = "cpu") -> Runner:
     """Run an exported file: TorchScript with ``torch.jit.load`` (on ``device``), ONNX with ONNX
     Runtime's CPU provider and ``threads`` intra-op threads."""
@@ -185,7 +196,8 @@ def exported_runner(path: str | Path, *, threads: int = 1, device: str = "cpu") 
     if fmt == "torchscript":
         dev = resolve_latency_device(device)
         try:
-            module = torch.jit.load(str(p), map_location=dev)
+            with torchscript_deprecation_silenced():
+                module = torch.jit.load(str(p), map_location=dev)
         except Exception as err:  # torch raises several types for a damaged archive
             raise FcosError(f"{p}: not a loadable TorchScript file ({_first_line(err)})") from None
         return _module_runner(module.eval(), dev, "torchscript", {"file": str(p)})
