@@ -44,6 +44,11 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _given(**values):
+    """The keyword arguments that were given (not None): command-line overrides of a config."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def _print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
@@ -92,11 +97,9 @@ def cmd_samples(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import train_base_model
 
-    overrides = {k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr,
-        "l1_penalty": args.l1_penalty, "device": args.device,
-        "max_batches_per_epoch": args.max_batches_per_epoch,
-    }.items() if v is not None}
+    overrides = _given(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
+                       l1_penalty=args.l1_penalty, device=args.device,
+                       max_batches_per_epoch=args.max_batches_per_epoch)
     record = train_base_model(args.data, args.model, args.out, overrides, progress=not args.no_progress)
     print(f"wrote {args.out}: best val accuracy {record['best_val_accuracy']:.4f} "
           f"at epoch {record['best_epoch']}")
@@ -147,10 +150,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .api import finetune_checkpoint
 
-    overrides = {k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr,
-        "device": args.device, "max_batches_per_epoch": args.max_batches_per_epoch,
-    }.items() if v is not None}
+    overrides = _given(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
+                       device=args.device, max_batches_per_epoch=args.max_batches_per_epoch)
     record = finetune_checkpoint(args.checkpoint, args.data, args.out, overrides, progress=not args.no_progress)
     print(f"wrote {args.out}: best val accuracy {record['best_val_accuracy']:.4f} at epoch {record['best_epoch']}")
     return 0
@@ -183,10 +184,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_latency(args: argparse.Namespace) -> int:
     from .api import measure_checkpoint_latency
 
-    config = {k: v for k, v in {
-        "batch_sizes": args.batch_sizes, "warmup": args.warmup, "repeats": args.repeats,
-        "threads": args.threads, "device": args.device,
-    }.items() if v is not None}
+    config = _given(batch_sizes=args.batch_sizes, warmup=args.warmup, repeats=args.repeats,
+                    threads=args.threads, device=args.device)
     record = measure_checkpoint_latency(args.checkpoint, args.out, reference=args.reference,
                                         data_path=args.data, exported=tuple(args.exported or ()),
                                         config=config, progress=not args.no_progress)

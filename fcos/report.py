@@ -251,14 +251,11 @@ def latency_table(paths: Iterable[str | Path]) -> pd.DataFrame:
     (examples/s), ``speedup_b{b}`` (median of the per-round ratio base time / model time, both
     measured in the same run), ``load_b{b}`` (1-minute load average when that batch size started).
     """
+    from .io import read_json
+
     rows = []
     for path in paths:
-        try:
-            record = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"{path}: latency file not found") from None
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: not valid JSON ({err.msg})") from None
+        record = read_json(path)
         missing = [k for k in (*LATENCY_KEYS, "mac_ratio", "batches") if k not in record]
         if missing:
             raise DataError(f"{path}: latency file lacks key(s) {', '.join(missing)}")
