@@ -12,8 +12,10 @@ not random), then for each MAC budget one pruned model per method family, made w
 
 Every pruned model is timed by the library's harness (``fcos.latency.measure_latency``)
 interleaved with its base model in the same run, at batch 1 and a large batch, on real test
-inputs; speedup = paired median of base time / model time. Efficiency = speedup / MAC ratio
-(1.0 = the time falls as fast as the MACs). The final FCOS ResNet56 model at the largest budget is
+inputs; speedup = paired median of base time / model time, on wall-clock time and on process CPU
+time (on a machine whose cores other jobs hold, the wall time of a starved call includes its
+wait; CPU time does not). Efficiency = speedup / MAC ratio (1.0 = the time falls as fast as the
+MACs). The final FCOS ResNet56 model at the largest budget is
 also timed as TorchScript and under ONNX Runtime (same harness), and profiled per layer
 (``fcos.latency.layer_profile``: torch.profiler).
 
@@ -119,13 +121,17 @@ def plot(table: pd.DataFrame, sizes: list[int], out: Path) -> None:
         for col, size in enumerate(sizes):
             ax = axes[row][col]
             rows = table[table["model"] == model]
-            limit = max(rows["mac_ratio"].max(), rows[f"speedup_b{size}"].max()) * 1.3
+            limit = max(rows["mac_ratio"].max(), rows[f"speedup_b{size}"].max(),
+                        rows[f"cpu_speedup_b{size}"].max()) * 1.3
             ax.plot([1, limit], [1, limit], ":", color="grey", label="speedup = MAC ratio")
             for method, group in rows.groupby("method", sort=False):
                 group = group.sort_values("mac_ratio")
                 colour, marker = style.get(method, ("tab:red", "x"))
                 ax.plot(group["mac_ratio"], group[f"speedup_b{size}"], marker=marker, color=colour,
-                        markersize=10 if method == "fcos" else 6, label=method)
+                        markersize=10 if method == "fcos" else 6, label=f"{method} (wall time)")
+                ax.plot(group["mac_ratio"], group[f"cpu_speedup_b{size}"], marker=marker, color=colour,
+                        markersize=10 if method == "fcos" else 6, linestyle="--", mfc="none",
+                        label=f"{method} (CPU time)")
                 for _, point in group.iterrows():
                     ax.annotate(f"{100 * point['budget']:.0f}", (point["mac_ratio"], point[f"speedup_b{size}"]),
                                 textcoords="offset points", xytext=(4, -9), fontsize=6, color=colour)
@@ -133,7 +139,7 @@ def plot(table: pd.DataFrame, sizes: list[int], out: Path) -> None:
                    ylabel="measured speedup (base time / time)",
                    title=f"{model}, batch {size} (labels: budget %)")
             ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -142,14 +148,15 @@ def plot(table: pd.DataFrame, sizes: list[int], out: Path) -> None:
 def markdown(table: pd.DataFrame, sizes: list[int]) -> str:
     header = ["model", "method", "budget", "MAC red. (%)", "MAC ratio"]
     for size in sizes:
-        header += [f"b{size} ms", f"b{size} speedup", f"b{size} speedup / MAC ratio"]
+        header += [f"b{size} ms", f"b{size} speedup (wall)", f"b{size} speedup (CPU)",
+                   f"b{size} CPU speedup / MAC ratio"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
         cells = [row["model"], row["method"], f"{100 * row['budget']:.0f}%", f"{100 * row['macs_reduction']:.1f}",
                  f"{row['mac_ratio']:.1f}"]
         for size in sizes:
             cells += [f"{row[f'latency_ms_b{size}']:.2f}", f"{row[f'speedup_b{size}']:.2f}",
-                      f"{row[f'efficiency_b{size}']:.2f}"]
+                      f"{row[f'cpu_speedup_b{size}']:.2f}", f"{row[f'cpu_efficiency_b{size}']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -211,11 +218,14 @@ def main() -> None:
                         row[f"speedup_p10_b{size}"] = stats["model"]["speedup"]["p10"]
                         row[f"speedup_p90_b{size}"] = stats["model"]["speedup"]["p90"]
                         row[f"efficiency_b{size}"] = row[f"speedup_b{size}"] / row["mac_ratio"]
+                        row[f"cpu_speedup_b{size}"] = stats["model"]["cpu_speedup"]["median"]
+                        row[f"cpu_efficiency_b{size}"] = row[f"cpu_speedup_b{size}"] / row["mac_ratio"]
                         row[f"load_b{size}"] = entry["load_before"][0]
                     rows.append(row)
                     record["pairs"].append({**row, "what": what, "latency": result})
                     print(f"  {method:12s} b={budget:.2f}: MAC ratio {row['mac_ratio']:6.1f}, "
-                          + ", ".join(f"b{s} speedup {row[f'speedup_b{s}']:.2f}" for s in args.batch_sizes)
+                          + ", ".join(f"b{s} speedup {row[f'speedup_b{s}']:.2f} (CPU {row[f'cpu_speedup_b{s}']:.2f})"
+                                      for s in args.batch_sizes)
                           + f" ({time.time() - tic:.0f} s, load {row[f'load_b{args.batch_sizes[0]}']:.2f})",
                           flush=True)
                     if method == "fcos":
@@ -253,7 +263,8 @@ def main() -> None:
         print(f"\nruntimes, {record['runtimes']['model']} fcos b{record['runtimes']['budget']:g}:")
         for entry in record["runtimes"]["latency"]["batches"]:
             print(f"  batch {entry['batch_size']}: " + ", ".join(
-                f"{n} {s['median_ms']:.2f} ms ({s['speedup']['median']:.2f}x)" for n, s in entry["models"].items()))
+                f"{n} {s['median_ms']:.2f} ms ({s['speedup']['median']:.2f}x, CPU {s['cpu_speedup']['median']:.2f}x)"
+                for n, s in entry["models"].items()))
     for key, profile in record["profiles"].items():
         print(f"\nprofile {key}: forward {profile['forward_ms']:.2f} ms")
         for entry in profile["by_operation"]:

@@ -15,7 +15,11 @@ The harness times *runners* (:class:`Runner`): a PyTorch model in eager mode
 - with a ``reference`` runner (the unpruned base model), each runner's speedup is the
   reference's time divided by its own *in the same round* (adjacent calls): median and
   p10/p90 of these paired ratios, plus the ratio of the medians. On a shared, noisy machine
-  this ratio is far more stable than either absolute time.
+  this ratio is far more stable than either absolute time;
+- every call's process CPU time (``time.process_time``) is recorded too (``cpu_*_ms``,
+  ``cpu_speedup``): on a machine whose cores are taken by other jobs, a starved call's wall
+  time includes the time it waited, its CPU time does not. With one intra-op thread, CPU time
+  is the work the model costs; wall time is what a user waits.
 
 The number of calls is fixed by the config (no adaptive stopping), the intra-op thread count is
 set for the measurement and recorded, and ``os.getloadavg()`` is recorded before and after each
@@ -290,9 +294,10 @@ def measure_latency(runners: Mapping[str, Runner], inputs: torch.Tensor,
     Returns a JSON-able dict: ``format``, ``config``, ``machine``, ``reference`` (a runner name or
     None), ``runners`` ({name: {runtime, device, ...}}) and ``batches``: one entry per batch size
     with ``batch_size``, ``threads`` (intra-op threads in effect), ``load_before`` /
-    ``load_after`` (os.getloadavg: 1, 5, 15 min) and ``models``: {name: statistics (see
-    :func:`summarize_times`), plus, with a reference, ``speedup`` = {median, p10, p90 of the
-    per-round ratio reference time / own time, ``of_medians``}}.
+    ``load_after`` (os.getloadavg: 1, 5, 15 min) and ``models``: {name: wall-time statistics
+    (see :func:`summarize_times`), ``cpu_median_ms`` / ``cpu_p10_ms`` / ``cpu_p90_ms`` (process
+    CPU time per call), plus, with a reference, ``speedup`` = {median, p10, p90 of the per-round
+    ratio reference time / own time, ``of_medians``} and ``cpu_speedup`` (the same on CPU time)}.
     """
     config = (config or LatencyConfig()).validate()
     if not runners:
@@ -316,18 +321,28 @@ def measure_latency(runners: Mapping[str, Runner], inputs: torch.Tensor,
                         runners[name].call(prepared[name])
                     bar.update()
                 times: dict[str, list[float]] = {name: [] for name in names}
+                cpu_times: dict[str, list[float]] = {name: [] for name in names}
                 for round_index in range(config.repeats):
                     for name in (names if round_index % 2 == 0 else names[::-1]):
                         call, feed = runners[name].call, prepared[name]
-                        start = time.perf_counter()
+                        start_cpu, start = time.process_time(), time.perf_counter()
                         call(feed)
                         times[name].append(time.perf_counter() - start)
+                        cpu_times[name].append(time.process_time() - start_cpu)
                     bar.update()
                 load_after = list(os.getloadavg())
-                models = {name: summarize_times(times[name], batch_size) for name in names}
+                models = {}
+                for name in names:
+                    models[name] = summarize_times(times[name], batch_size)
+                    cpu = np.asarray(cpu_times[name]) * 1e3
+                    models[name].update({"cpu_median_ms": float(np.median(cpu)),
+                                         "cpu_p10_ms": float(np.percentile(cpu, 10)),
+                                         "cpu_p90_ms": float(np.percentile(cpu, 90))})
                 if reference is not None:
                     for name in names:
                         models[name]["speedup"] = _paired_speedup(times[reference], times[name])
+                        cpu = _paired_speedup(cpu_times[reference], cpu_times[name])
+                        models[name]["cpu_speedup"] = cpu
                 batches.append({"batch_size": batch_size, "threads": torch.get_num_threads(),
                                 "load_before": load_before, "load_after": load_after,
                                 "models": models})
@@ -344,10 +359,11 @@ def measure_latency(runners: Mapping[str, Runner], inputs: torch.Tensor,
 
 
 def _paired_speedup(reference: list[float], own: list[float]) -> dict[str, float]:
-    ratios = np.asarray(reference) / np.asarray(own)
+    own = np.maximum(np.asarray(own), 1e-9)  # a CPU-time reading can be 0 at coarse clocks
+    ratios = np.asarray(reference) / own
     return {"median": float(np.median(ratios)), "p10": float(np.percentile(ratios, 10)),
             "p90": float(np.percentile(ratios, 90)),
-            "of_medians": float(statistics.median(reference) / statistics.median(own))}
+            "of_medians": float(statistics.median(reference) / statistics.median(own.tolist()))}
 
 
 # --------------------------------------------------------------------------------- profile

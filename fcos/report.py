@@ -249,7 +249,8 @@ def latency_table(paths: Iterable[str | Path]) -> pd.DataFrame:
     Columns: dataset, model, method, budget ("" when None), seed, mac_ratio (base MACs / MACs),
     and per timed batch size b: ``latency_ms_b{b}`` (median of the model), ``throughput_b{b}``
     (examples/s), ``speedup_b{b}`` (median of the per-round ratio base time / model time, both
-    measured in the same run), ``load_b{b}`` (1-minute load average when that batch size started).
+    measured in the same run), ``cpu_speedup_b{b}`` (the same on process CPU time: robust when
+    other jobs hold the cores), ``load_b{b}`` (1-minute load average when that batch size started).
     """
     from .io import read_json
 
@@ -271,6 +272,8 @@ def latency_table(paths: Iterable[str | Path]) -> pd.DataFrame:
             row[f"latency_ms_b{size}"] = stats["median_ms"]
             row[f"throughput_b{size}"] = stats["throughput_per_s"]
             row[f"speedup_b{size}"] = stats["speedup"]["median"]
+            if "cpu_speedup" in stats:
+                row[f"cpu_speedup_b{size}"] = stats["cpu_speedup"]["median"]
             row[f"load_b{size}"] = entry["load_before"][0]
         rows.append(row)
     if not rows:

@@ -88,6 +88,23 @@ def test_interleaved_fixed_count_rounds_and_paired_speedup():
     assert result["machine"]["cpu_count"] >= 1 and result["machine"]["torch"] == torch.__version__
 
 
+def test_cpu_time_speedup_counts_work_not_waiting():
+    """Busy loops of 3n and n iterations: CPU-time speedup ~3 however busy the machine is."""
+    def busy(iterations):
+        def call(_):
+            total = 0
+            for i in range(iterations):
+                total += i
+            return total
+        return Runner("python", "cpu", lambda b: b, call)
+
+    result = measure_latency({"slow": busy(300_000), "fast": busy(100_000)}, torch.zeros(1, 2, 4),
+                             LatencyConfig(batch_sizes=(1,), warmup=1, repeats=7), reference="slow")
+    fast = result["batches"][0]["models"]["fast"]
+    assert 2.0 < fast["cpu_speedup"]["median"] < 4.5
+    assert fast["cpu_median_ms"] <= fast["median_ms"] * 1.05, "CPU time cannot exceed wall time (1 thread)"
+
+
 def test_threads_are_set_for_the_measurement_and_restored():
     seen = []
     runner = Runner("torch-eager", "cpu", lambda b: b, lambda b: seen.append(torch.get_num_threads()))
@@ -127,6 +144,7 @@ def test_eager_torchscript_and_onnxruntime_are_timed_by_one_harness(small_models
     for entry in result["batches"]:
         for name, stats in entry["models"].items():
             assert stats["median_ms"] > 0 and stats["throughput_per_s"] > 0 and stats["speedup"]["median"] > 0
+            assert stats["cpu_median_ms"] > 0 and stats["cpu_speedup"]["median"] > 0
 
 
 def test_layer_profile_accounts_for_time_and_macs(small_models):
