@@ -23,7 +23,11 @@ also timed as TorchScript and under ONNX Runtime (same harness), and profiled pe
     python bench/bench_latency.py --budgets 0.5 0.9 --repeats 10   # quicker
 
 Writes ``bench/results/latency_cpu.json`` (everything), ``latency_cpu.csv`` (the table),
-``latency_speedup_vs_macs.png`` and prints the Markdown tables used in bench/README.md.
+``latency_cpu_speedup_vs_macs.png`` (``--prefix`` renames them) and prints the Markdown tables
+used in bench/README.md. ``--lacd-target R`` makes FCOS's LaCD step remove blocks until the total
+MAC reduction is R (e.g. the reduction a fully trained pipeline run reached) instead of applying
+its collapse criterion, which on briefly trained weights removes more blocks than it would on
+trained ones.
 """
 
 from __future__ import annotations
@@ -53,11 +57,21 @@ MODELS = ("resnet56", "cnn1d")
 METHODS = ("l1", "lcp", "fcos-stage1", "fcos")
 
 
-def make_pruned(method: str, base: torch.nn.Module, model_name: str, budget: float, data) -> tuple:
-    """(pruned model, record of what was done) for one method family at one budget."""
+def make_pruned(method: str, base: torch.nn.Module, model_name: str, budget: float, data,
+                lacd_target: float | None = None) -> tuple:
+    """(pruned model, record of what was done) for one method family at one budget.
+
+    ``lacd_target``: FCOS's LaCD step removes its lowest-gain blocks until the total MAC
+    reduction (against the base) reaches this, instead of applying its collapse criterion.
+    """
     if method == "fcos":
         stage1 = prune_model("fcos-stage1", copy.deepcopy(base), model_name=model_name, budget=budget).model
-        result = prune_model("lacd", stage1, model_name=model_name, data=data)
+        if lacd_target is None:
+            result = prune_model("lacd", stage1, model_name=model_name, data=data)
+        else:
+            base_macs, _ = macs_and_params(base, data.length)
+            result = prune_model("lacd", stage1, model_name=model_name, data=data, budget=lacd_target,
+                                 options={"reference_macs": base_macs})
         return result.model, {"removed_blocks": result.record["selection"]["removed"]}
     result = prune_model(method, copy.deepcopy(base), model_name=model_name, budget=budget, data=data)
     return result.model, {"removed_blocks": sorted((result.architecture.get("removed_blocks") or {}))}
@@ -172,6 +186,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--per-class-snr", type=int, default=30, help="synthetic data size (frames per pair)")
     parser.add_argument("--train-batches", type=int, default=30, help="brief base training (batches of 128)")
+    parser.add_argument("--lacd-target", type=float, default=None,
+                        help="FCOS: LaCD removes blocks to this total MAC reduction (default: its criterion)")
+    parser.add_argument("--skip-extras", action="store_true", help="no per-layer profile, no runtime comparison")
+    parser.add_argument("--prefix", default="latency_cpu", help="name of the output files")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -202,7 +220,7 @@ def main() -> None:
             for budget in args.budgets:
                 for method in args.methods:
                     tic = time.time()
-                    pruned, what = make_pruned(method, base, model_name, budget, data)
+                    pruned, what = make_pruned(method, base, model_name, budget, data, args.lacd_target)
                     pruned.eval()
                     macs, params = macs_and_params(pruned, data.length)
                     result = measure_latency({"base": base_runner, "model": torch_runner(pruned)}, inputs,
@@ -230,6 +248,8 @@ def main() -> None:
                           flush=True)
                     if method == "fcos":
                         final_fcos[model_name] = (budget, pruned, base)
+        if args.skip_extras:
+            final_fcos = {}
         # where the time goes: the final FCOS models at the largest budget, and the base for contrast
         for model_name, (budget, pruned, base) in final_fcos.items():
             for label, model in (("base", base), (f"fcos b{budget:g}", pruned)):
@@ -254,9 +274,10 @@ def main() -> None:
     record["load_at_end"] = list(os.getloadavg())
     record["seconds"] = time.time() - started
     table = pd.DataFrame(rows)
-    table.to_csv(args.out_dir / "latency_cpu.csv", index=False, float_format="%.6g")
-    (args.out_dir / "latency_cpu.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    plot(table, args.batch_sizes, args.out_dir / "latency_speedup_vs_macs.png")
+    record["lacd_target"] = args.lacd_target
+    table.to_csv(args.out_dir / f"{args.prefix}.csv", index=False, float_format="%.6g")
+    (args.out_dir / f"{args.prefix}.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    plot(table, args.batch_sizes, args.out_dir / f"{args.prefix}_speedup_vs_macs.png")
     print()
     print(markdown(table, args.batch_sizes))
     if record["runtimes"]:
