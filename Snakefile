@@ -24,6 +24,7 @@ include: "rules/train.smk"
 include: "rules/prune.smk"
 include: "rules/probes.smk"
 include: "rules/evaluate.smk"
+include: "rules/latency.smk"
 include: "rules/report.smk"
 
 

@@ -208,3 +208,114 @@ def plot_probe_curves(reports: dict[str, str | Path], out: str | Path, title: st
         report = read_json(path)
         loaded[label] = report.get("details", report)
     plot_probe_curve(loaded, out, title=title)
+
+
+def export_checkpoint(checkpoint: str | Path, data_path: str | Path, fmt: str, out: str | Path, *,
+                      atol: float | None = None, check_examples: int = 256, split: str = "test") -> dict:
+    """Export a checkpoint's model to ONNX or TorchScript (fcos.export), checked on real inputs.
+
+    The file is kept only if its outputs equal the PyTorch model's within ``atol`` (default
+    fcos.export.DEFAULT_ATOL) on the first ``check_examples`` examples of ``split`` of the
+    prepared dataset (and on the first one alone); else ExportError and nothing is written.
+    Returns the check record (atol, max_abs_diff, batch sizes, runtime) plus ``out`` and ``format``.
+    """
+    import torch
+
+    from . import __version__
+    from .checkpoint import model_from_checkpoint
+    from .data import load_prepared
+    from .errors import DataError
+    from .export import DEFAULT_ATOL, INPUT_NAME, OUTPUT_NAME, export_checked
+    from .io import load_checkpoint, refuse_to_overwrite
+    from .train import check_compatible
+
+    refuse_to_overwrite(out, checkpoint, data_path)
+    payload = load_checkpoint(checkpoint)
+    data = load_prepared(data_path)
+    check_compatible(payload, data, checkpoint)
+    x, _, _ = data.split(split)
+    if len(x) < 2:
+        raise DataError(f"{data_path}: split {split!r} has {len(x)} example(s); the export check needs >= 2")
+    info = payload["model"]
+    description = {
+        "model": dict(info), "classes": list(data.classes),
+        "architecture": dict(payload.get("architecture") or {}),
+        "dataset": {"name": data.manifest["dataset"], "sha256": data.manifest["sha256"]["overall"]},
+        "input": {"name": INPUT_NAME, "shape": ["batch", 2, int(info["length"])], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", int(info["num_classes"])]},
+        "checkpoint": str(checkpoint), "fcos_version": __version__,
+    }
+    inputs = torch.from_numpy(x[:check_examples].astype("float32"))
+    record = export_checked(model_from_checkpoint(payload), fmt, out, inputs, description=description,
+                            atol=DEFAULT_ATOL if atol is None else atol)
+    return {"out": str(out), "format": fmt, **record}
+
+
+def measure_checkpoint_latency(checkpoint: str | Path, out: str | Path, *, reference: str | Path | None = None,
+                               data_path: str | Path | None = None, exported: tuple = (),
+                               config: dict[str, Any] | None = None, split: str = "test",
+                               extra: dict | None = None, progress: bool = True) -> dict:
+    """Inference latency of a checkpoint's model (fcos.latency harness), to JSON.
+
+    Runners, timed interleaved: ``model`` (the checkpoint, PyTorch eager), ``base`` (the
+    ``reference`` checkpoint, e.g. the unpruned model: every runner's speedup is measured
+    against it in the same run) and one per ``exported`` file (named by its runtime). Inputs:
+    the first examples of ``split`` of ``data_path`` when given, else seeded standard normal.
+    ``config``: fcos.latency.LatencyConfig fields. The JSON holds the harness record plus
+    ``dataset``, ``model``, ``checkpoint``, ``reference_checkpoint``, ``macs``,
+    ``reference_macs``, ``mac_ratio`` (reference MACs / MACs) and ``extra``'s keys.
+    """
+    import torch
+
+    from .checkpoint import model_from_checkpoint
+    from .data import load_prepared
+    from .io import load_checkpoint, refuse_to_overwrite
+    from .latency import LatencyConfig, exported_runner, measure_latency, torch_runner
+    from .metrics import macs_and_params
+    from .train import check_compatible
+
+    refuse_to_overwrite(out, checkpoint, reference, data_path, *exported)
+    settings = LatencyConfig.from_dict(config)
+    payload = load_checkpoint(checkpoint)
+    length = int(payload["model"]["length"])
+    runners = {}
+    reference_macs = None
+    if reference is not None:
+        base_payload = load_checkpoint(reference)
+        if base_payload["model"]["length"] != length or \
+                base_payload["model"]["num_classes"] != payload["model"]["num_classes"]:
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"{reference}: reference model takes other inputs or outputs than "
+                                  f"{checkpoint} (model entries {base_payload['model']} vs {payload['model']})")
+        base = model_from_checkpoint(base_payload)
+        reference_macs, _ = macs_and_params(base, length)
+        runners["base"] = torch_runner(base, settings.device)
+    model = model_from_checkpoint(payload)
+    macs, _ = macs_and_params(model, length)
+    runners["model"] = torch_runner(model, settings.device)
+    for path in exported:
+        runner = exported_runner(path, threads=settings.threads, device=settings.device)
+        name = runner.runtime if runner.runtime not in runners else f"{runner.runtime}:{Path(path).name}"
+        runners[name] = runner
+    count = max(settings.batch_sizes)
+    if data_path is not None:
+        data = load_prepared(data_path)
+        check_compatible(payload, data, checkpoint)
+        inputs = torch.from_numpy(data.split(split)[0][:count].astype("float32"))
+        source = f"{split} split of {data_path}"
+    else:
+        inputs = torch.randn(count, 2, length, generator=torch.Generator().manual_seed(0))
+        source = "seeded standard normal"
+    result = measure_latency(runners, inputs, settings, reference="base" if reference is not None else None,
+                             progress=progress)
+    record = {
+        "dataset": (payload.get("dataset") or {}).get("name"), "model": payload["model"]["name"],
+        **(extra or {}),
+        "checkpoint": str(checkpoint), "reference_checkpoint": None if reference is None else str(reference),
+        "macs": int(macs), "reference_macs": None if reference_macs is None else int(reference_macs),
+        "mac_ratio": None if reference_macs is None else reference_macs / macs,
+        "inputs": source, **result,
+    }
+    write_json(out, record)
+    return record

@@ -44,6 +44,11 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _given(**values):
+    """The keyword arguments that were given (not None): command-line overrides of a config."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def _print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
@@ -92,11 +97,9 @@ def cmd_samples(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import train_base_model
 
-    overrides = {k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr,
-        "l1_penalty": args.l1_penalty, "device": args.device,
-        "max_batches_per_epoch": args.max_batches_per_epoch,
-    }.items() if v is not None}
+    overrides = _given(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
+                       l1_penalty=args.l1_penalty, device=args.device,
+                       max_batches_per_epoch=args.max_batches_per_epoch)
     record = train_base_model(args.data, args.model, args.out, overrides, progress=not args.no_progress)
     print(f"wrote {args.out}: best val accuracy {record['best_val_accuracy']:.4f} "
           f"at epoch {record['best_epoch']}")
@@ -147,10 +150,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .api import finetune_checkpoint
 
-    overrides = {k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr,
-        "device": args.device, "max_batches_per_epoch": args.max_batches_per_epoch,
-    }.items() if v is not None}
+    overrides = _given(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
+                       device=args.device, max_batches_per_epoch=args.max_batches_per_epoch)
     record = finetune_checkpoint(args.checkpoint, args.data, args.out, overrides, progress=not args.no_progress)
     print(f"wrote {args.out}: best val accuracy {record['best_val_accuracy']:.4f} at epoch {record['best_epoch']}")
     return 0
@@ -166,6 +167,39 @@ def cmd_profile(args: argparse.Namespace) -> int:
     macs, params = macs_and_params(build_model(args.model, spec.num_classes, length), length)
     _print_json({"model": args.model, "dataset": spec.name, "length": length,
                  "num_classes": spec.num_classes, "macs": int(macs), "params": int(params)})
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .api import export_checkpoint
+
+    record = export_checkpoint(args.checkpoint, args.data, args.format, args.out, atol=args.atol,
+                               check_examples=args.check_examples, split=args.split)
+    print(f"wrote {args.out} ({args.format}): outputs equal the PyTorch model's within "
+          f"{record['max_abs_diff']:.2g} (atol {record['atol']:g}) at batch sizes "
+          f"{', '.join(map(str, record['batch_sizes']))}, run by {record['runtime']}")
+    return 0
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    from .api import measure_checkpoint_latency
+
+    config = _given(batch_sizes=args.batch_sizes, warmup=args.warmup, repeats=args.repeats,
+                    threads=args.threads, device=args.device)
+    record = measure_checkpoint_latency(args.checkpoint, args.out, reference=args.reference,
+                                        data_path=args.data, exported=tuple(args.exported or ()),
+                                        config=config, progress=not args.no_progress)
+    print(f"wrote {args.out}: median latency (ms) with {record['batches'][0]['threads']} thread(s) "
+          f"on {record['machine']['device']}")
+    for entry in record["batches"]:
+        cells = []
+        for name, stats in entry["models"].items():
+            cell = f"{name} {stats['median_ms']:.3f}"
+            if "speedup" in stats and name != "base":
+                cell += f" ({stats['speedup']['median']:.2f}x base)"
+            cells.append(cell)
+        load = entry["load_before"][0]
+        print(f"  batch {entry['batch_size']}: {', '.join(cells)}; load {load:.2f}")
     return 0
 
 
@@ -256,6 +290,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--length", type=_positive_int, help="override the dataset's vector length")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("export", help="write a checkpoint's model as ONNX or TorchScript, checked on real inputs")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    p.add_argument("--out", required=True, type=Path, help="file to write (.onnx, .ts)")
+    p.add_argument("--data", required=True, type=Path,
+                   help="prepared dataset: the exported outputs are checked on its examples")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test")
+    p.add_argument("--check-examples", type=_positive_int, default=256,
+                   help="examples the check runs on (also the large check batch)")
+    p.add_argument("--atol", type=float, help="largest accepted logit difference (default 1e-4)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("latency", help="time a checkpoint's inference (and a base model, exported files)")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--reference", type=Path, help="base checkpoint timed in the same run (speedup)")
+    p.add_argument("--exported", type=Path, action="append",
+                   help="an exported .onnx / TorchScript file of the model, timed alongside (repeatable)")
+    p.add_argument("--data", type=Path, help="prepared dataset whose test inputs are used (default: random)")
+    p.add_argument("--out", required=True, type=Path, help="latency JSON to write")
+    p.add_argument("--batch-sizes", type=_positive_int, nargs="+", help="default: 1 256")
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--repeats", type=_positive_int)
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads (default 1)")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N, auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_latency)
     return parser
 
 

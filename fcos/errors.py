@@ -20,3 +20,7 @@ class ConfigError(FcosError):
 
 class CheckpointError(FcosError):
     """A checkpoint is missing, unreadable or does not match what was asked of it."""
+
+
+class ExportError(FcosError):
+    """An exported model cannot be written, or does not reproduce the PyTorch model's outputs."""

@@ -92,3 +92,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise CheckpointError(f"{p}: not an fcos checkpoint (expected a dict with a 'state_dict' key)")
     return payload
+
+
+def refuse_to_overwrite(out: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+    """Raise ConfigError if the output path ``out`` names one of the ``inputs`` (inputs are
+    never overwritten)."""
+    from .errors import ConfigError
+
+    target = Path(out).resolve()
+    for path in inputs:
+        if path is not None and Path(path).resolve() == target:
+            raise ConfigError(f"{out}: the output would overwrite an input file; choose another --out")

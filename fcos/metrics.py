@@ -53,6 +53,14 @@ def macs_and_params(model: nn.Module, length: int, channels: int = 2) -> tuple[i
     Raises TypeError if a leaf module with parameters has no counting rule (e.g. an LSTM), so
     that a new layer type cannot silently be costed at zero.
     """
+    macs = sum(macs_by_module(model, length, channels).values())
+    params = sum(p.numel() for p in model.parameters())
+    return int(macs), int(params)
+
+
+def macs_by_module(model: nn.Module, length: int, channels: int = 2) -> dict[str, int]:
+    """MACs of each module that has a counting rule (dotted name -> MACs for one input), as
+    macs_and_params counts them (0 where the rule says so); the values sum to its total."""
     counted_roots: list[str] = []
     rules = {}
     for name, module in model.named_modules():
@@ -68,18 +76,18 @@ def macs_and_params(model: nn.Module, length: int, channels: int = 2) -> tuple[i
             raise TypeError(f"macs_and_params has no rule for {type(module).__name__} "
                             f"at {name or '<model>'}")
 
-    total = [0]
+    totals: dict[str, int] = {}
 
-    def make_hook(rule):
+    def make_hook(name, rule):
         def hook(module, inputs, output):
-            total[0] += rule(module, inputs, output)
+            totals[name] = totals.get(name, 0) + int(rule(module, inputs, output))
         return hook
 
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     modes = {module: module.training for module in model.modules()}
-    handles = [module.register_forward_hook(make_hook(rule)) for module, rule in rules.values()]
+    handles = [module.register_forward_hook(make_hook(name, rule)) for name, (module, rule) in rules.items()]
     try:
         model.eval()
         with torch.no_grad():
@@ -89,8 +97,7 @@ def macs_and_params(model: nn.Module, length: int, channels: int = 2) -> tuple[i
             handle.remove()
         for module, training in modes.items():
             module.training = training
-    params = sum(p.numel() for p in model.parameters())
-    return int(total[0]), int(params)
+    return totals
 
 
 def classification_report(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,

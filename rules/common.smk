@@ -242,3 +242,9 @@ def all_probe_curves():
         if applies_to(method, model) and any(step["method"] == "lacd" for step in method_steps(method))
         for budget in budgets_of(method)
     ]
+
+
+def latency_files(dataset):
+    """The latency JSON of every final model the report of ``dataset`` compares, each next to
+    that model's metrics.json (rules/latency.smk)."""
+    return [os.path.join(os.path.dirname(path), "latency.json") for path in metrics_files(dataset)]

@@ -3,6 +3,7 @@ rule report_dataset:
     input:
         metrics=lambda wildcards: metrics_files(wildcards.dataset),
         step_metrics=lambda wildcards: step_metrics_files(wildcards.dataset),
+        latency=lambda wildcards: latency_files(wildcards.dataset),
     output:
         csv=report(
             report_file("{dataset}", "csv"),

@@ -14,4 +14,5 @@ with logging_to(snakemake.log[0]):  # noqa: F821
         verdicts_csv=output.verdicts_csv, verdicts_markdown=output.verdicts_markdown,
         pareto=output.pareto, verdicts_figure=output.verdicts_figure, curves=output.curves,
         snr_figures=dict(zip(snakemake.params.models, output.snr_figures)),  # noqa: F821
-        step_metrics_paths=snakemake.input.step_metrics, steps_csv=output.steps_csv)  # noqa: F821
+        step_metrics_paths=snakemake.input.step_metrics, steps_csv=output.steps_csv,  # noqa: F821
+        latency_paths=snakemake.input.latency)  # noqa: F821

@@ -9,9 +9,16 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _pyproject_requirements() -> dict[str, str]:
+#: Optional extras the conda environment installs too (export and ONNX Runtime).
+CONDA_EXTRAS = ("onnx",)
+
+
+def _pyproject_requirements(extras: tuple[str, ...] = CONDA_EXTRAS) -> dict[str, str]:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return {Requirement(r).name.lower(): str(Requirement(r).specifier) for r in meta["project"]["dependencies"]}
+    listed = list(meta["project"]["dependencies"])
+    for extra in extras:
+        listed += meta["project"]["optional-dependencies"][extra]
+    return {Requirement(r).name.lower(): str(Requirement(r).specifier) for r in listed}
 
 
 def _conda_pip_requirements() -> dict[str, str]:

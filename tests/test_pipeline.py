@@ -112,6 +112,42 @@ def test_pruned_methods_meet_their_contract(finished_workflow):
         assert (fcos / "probe_curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_latency_columns_are_measured_on_the_models_in_the_table(finished_workflow):
+    """Every table row has positive latency, throughput and speedup, taken from a latency.json
+    that timed that row's own checkpoint interleaved with its base model."""
+    import math
+
+    config = yaml.safe_load((finished_workflow / "config" / "test.yaml").read_text())
+    results = finished_workflow / config["results_dir"]
+    sizes = config["latency"]["batch_sizes"]
+    with open(results / "report" / "rml2016" / "table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows
+    for row in rows:
+        run = results / "rml2016" / row["model"] / "seed0"
+        where = run / "base" if row["method"] == "base" else (
+            run / row["method"] / (f"b{float(row['budget']):g}" if row["budget"] else "bnone"))
+        metrics = json.loads((where / "metrics.json").read_text())
+        latency = json.loads((where / "latency.json").read_text())
+        assert latency["checkpoint"] == metrics["checkpoint"], "timed the model the row describes"
+        assert latency["reference_checkpoint"] == str(Path(config["results_dir"]) / "rml2016" / row["model"]
+                                                      / "seed0" / "base" / "model.pt")
+        assert latency["macs"] == metrics["macs"]
+        assert float(row["mac_ratio"]) == pytest.approx(metrics["base_macs"] / metrics["macs"], rel=1e-5)
+        assert [entry["batch_size"] for entry in latency["batches"]] == sizes
+        for entry in latency["batches"]:
+            size = entry["batch_size"]
+            latency_ms, throughput = float(row[f"latency_ms_b{size}"]), float(row[f"throughput_b{size}"])
+            speedup = float(row[f"speedup_b{size}"])
+            assert all(math.isfinite(v) and v > 0 for v in (latency_ms, throughput, speedup)), row
+            assert latency_ms == pytest.approx(entry["models"]["model"]["median_ms"], rel=1e-5)
+            assert throughput == pytest.approx(size / (latency_ms / 1e3), rel=2e-5)
+            assert 0.02 < speedup < 50, f"implausible speedup {speedup} for {row['model']}/{row['method']}"
+            assert entry["threads"] == config["latency"].get("threads", 1) and len(entry["load_before"]) == 3
+    table_md = (results / "report" / "rml2016" / "table.md").read_text()
+    assert f"Speedup b{sizes[-1]}" in table_md and "MAC ratio" in table_md
+
+
 def test_every_checkpoint_reloads_with_weights_only(finished_workflow):
     import torch
 

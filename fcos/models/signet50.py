@@ -70,7 +70,7 @@ class SignalToMatrix(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels, window = self.weight.shape[1], self.weight.shape[-1]
         if x.dim() != 3 or x.shape[1] != channels:
-            raise ValueError(f"S2M expects input (B, {channels}, L), got {tuple(x.shape)}")
+            raise ValueError(f"S2M expects input (B, {channels}, L), got shape {list(x.shape)}")
         half = window // 2
         if self.windows == "iq":
             padded = F.pad(x.transpose(1, 2), (half, half))  # (B, L, C + k - 1)

@@ -11,6 +11,7 @@ from ..errors import DataError
 from ..io import atomic_write
 from . import figures, render
 from .runs import load_metrics
+from .latency import join_latency, latency_table
 from .tables import comparison_table, paired_verdicts, steps_table
 
 
@@ -30,20 +31,25 @@ def write_dataset_report(metrics_paths: Iterable[str | Path], *, csv: str | Path
                          verdicts_figure: str | Path | None = None, curves: str | Path | None = None,
                          snr_figures: Mapping[str, str | Path] | None = None,
                          step_metrics_paths: Iterable[str | Path] = (), steps_csv: str | Path | None = None,
-                         reference: str = "fcos") -> pd.DataFrame:
+                         latency_paths: Iterable[str | Path] = (), reference: str = "fcos") -> pd.DataFrame:
     """Write the report of one dataset from its final metrics JSON files; returns the table.
 
     ``csv``/``markdown``/``latex``: the comparison table; ``verdicts_*``: ``reference`` against
     every other method at each budget, paired by seed; ``pareto``: accuracy vs MACs with error
     bars; ``curves``: the base models' training curves; ``snr_figures``: {model: PNG} accuracy vs
-    SNR; ``steps_csv``: every intermediate checkpoint (from ``step_metrics_paths``). Outputs
-    given as None are not written.
+    SNR; ``steps_csv``: every intermediate checkpoint (from ``step_metrics_paths``);
+    ``latency_paths`` (latency JSON files, fcos.api.measure_checkpoint_latency) add latency,
+    throughput and measured speedup columns (fcos.report.latency). Outputs given as None are
+    not written.
     """
     records = load_metrics(metrics_paths)
     datasets = sorted({r["dataset"] for r in records})
     if len(datasets) != 1:
         raise DataError(f"a dataset report takes one dataset's metrics, got {', '.join(datasets)}")
     table = comparison_table(records)
+    latency_paths = list(latency_paths)
+    if latency_paths:
+        table = join_latency(table, latency_table(latency_paths))
     verdicts = paired_verdicts(records, reference)
     _write_csv(csv, table)
     _write_text(markdown, f"# {datasets[0]}: accuracy and cost (test split)\n\n" + render.markdown_table(table))

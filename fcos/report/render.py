@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from .latency import latency_markdown_columns
 from .runs import OFF_TARGET
 
 FAMILY_LABELS = {"reference": "reference", "channel": "channel", "layer": "layer", "fcos": "FCOS", "other": "other"}
@@ -57,13 +58,15 @@ def markdown_table(table: pd.DataFrame) -> str:
     out = []
     for (dataset, model), rows in table.groupby(["dataset", "model"], sort=False):
         out.append(f"\n## {model} on {dataset}\n")
-        out.append("| " + " | ".join(header) + " |")
-        out.append("|" + "---|" * len(header))
-        for row in rows.itertuples(index=False):
+        speed_header, speed_cells = latency_markdown_columns(rows)
+        out.append("| " + " | ".join(header + speed_header) + " |")
+        out.append("|" + "---|" * (len(header) + len(speed_header)))
+        for row, speed in zip(rows.itertuples(index=False), speed_cells):
             cells = [_target_cell(row), _achieved_cell(row), FAMILY_LABELS.get(row.family, row.family),
                      row.method, str(row.seeds), _accuracy_cell(row), _interval_cell(row),
                      _pct(row.accuracy_high_snr), _pct(row.drop_vs_base), _pct(row.drop_vs_base_ft),
                      f"{row.macs:,}", f"{row.params:,} ({_pct(row.params_reduction, 1)})", _epochs_cell(row)]
+            cells += speed
             out.append("| " + " | ".join(cells) + " |")
     notes = ("\nΔ: accuracy of the reference minus the row's, mean over seeds of the paired (same base "
              "model) difference; positive = the row is worse. 95% CI: Student-t interval of the mean "
