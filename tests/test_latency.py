@@ -211,13 +211,13 @@ def _latency_json(path, method, budget, seed, latency_ms, speedup, mac_ratio):
 
 
 def test_report_joins_latency_averaged_over_seeds(tmp_path):
-    from fcos.report import join_latency, latency_markdown_columns, latency_table
+    from fcos.report.latency import join_latency, latency_markdown_columns, latency_table
 
     files = [_latency_json(tmp_path / "a.json", "base", None, 0, 4.0, 1.0, 1.0),
              _latency_json(tmp_path / "b.json", "l1", 0.5, 0, 2.0, 1.8, 2.0),
              _latency_json(tmp_path / "c.json", "l1", 0.5, 1, 3.0, 1.4, 2.0)]
     table = pd.DataFrame({"dataset": ["rml2016"] * 3, "model": ["cnn1d"] * 3, "method": ["base", "l1", "fpgm"],
-                          "budget": ["", 0.5, 0.5], "accuracy": [0.5, 0.4, 0.45]})
+                          "budget": [np.nan, 0.5, 0.5], "accuracy": [0.5, 0.4, 0.45]})
     joined = join_latency(table, latency_table(files))
     assert list(joined["method"]) == ["base", "l1", "fpgm"]
     assert list(joined["latency_ms_b1"][:2]) == [4.0, 2.5] and list(joined["speedup_b1"][:2]) == [1.0, 1.6]
