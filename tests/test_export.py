@@ -42,7 +42,7 @@ def checkpoints(tmp_path_factory, tiny_rml2016):
         fused, channel, blocks = (work / f"{name}-{kind}.pt" for kind in KINDS)
         prune_checkpoint(base, None, "fcos-stage1", fused, work / "r1.json", budget=0.8, progress=False)
         prune_checkpoint(base, None, "l1", channel, work / "r2.json", budget=0.5, progress=False)
-        prune_checkpoint(fused, None, "random-layer", blocks, work / "r3.json", budget=0.5, progress=False)
+        prune_checkpoint(fused, None, "random-layer", blocks, work / "r3.json", budget=0.97, progress=False)
         paths.update({(name, "fused"): fused, (name, "channel"): channel, (name, "fused+blocks"): blocks})
     return paths
 

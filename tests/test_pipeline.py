@@ -124,26 +124,34 @@ def test_latency_columns_are_measured_on_the_models_in_the_table(finished_workfl
         rows = list(csv.DictReader(handle))
     assert rows
     for row in rows:
-        run = results / "rml2016" / row["model"] / "seed0"
-        where = run / "base" if row["method"] == "base" else (
-            run / row["method"] / (f"b{float(row['budget']):g}" if row["budget"] else "bnone"))
-        metrics = json.loads((where / "metrics.json").read_text())
-        latency = json.loads((where / "latency.json").read_text())
-        assert latency["checkpoint"] == metrics["checkpoint"], "timed the model the row describes"
-        assert latency["reference_checkpoint"] == str(Path(config["results_dir"]) / "rml2016" / row["model"]
-                                                      / "seed0" / "base" / "model.pt")
-        assert latency["macs"] == metrics["macs"]
-        assert float(row["mac_ratio"]) == pytest.approx(metrics["base_macs"] / metrics["macs"], rel=1e-5)
-        assert [entry["batch_size"] for entry in latency["batches"]] == sizes
-        for entry in latency["batches"]:
-            size = entry["batch_size"]
+        seeds = []  # every seed's latency file of this row's (model, method, budget)
+        for seed in config["seeds"]:
+            run = results / "rml2016" / row["model"] / f"seed{seed}"
+            where = run / "base" if row["method"] == "base" else (
+                run / row["method"] / (f"b{float(row['budget']):g}" if row["budget"] else "bnone"))
+            metrics = json.loads((where / "metrics.json").read_text())
+            latency = json.loads((where / "latency.json").read_text())
+            assert latency["checkpoint"] == metrics["checkpoint"], "timed the model the row describes"
+            assert latency["reference_checkpoint"] == str(Path(config["results_dir"]) / "rml2016" / row["model"]
+                                                          / f"seed{seed}" / "base" / "model.pt")
+            assert latency["macs"] == metrics["macs"]
+            assert [entry["batch_size"] for entry in latency["batches"]] == sizes
+            seeds.append((metrics, latency))
+        assert float(row["mac_ratio"]) == pytest.approx(
+            sum(m["base_macs"] / m["macs"] for m, _ in seeds) / len(seeds), rel=1e-5)
+        for index, size in enumerate(sizes):
+            entries = [latency["batches"][index] for _, latency in seeds]
             latency_ms, throughput = float(row[f"latency_ms_b{size}"]), float(row[f"throughput_b{size}"])
             speedup = float(row[f"speedup_b{size}"])
             assert all(math.isfinite(v) and v > 0 for v in (latency_ms, throughput, speedup)), row
-            assert latency_ms == pytest.approx(entry["models"]["model"]["median_ms"], rel=1e-5)
-            assert throughput == pytest.approx(size / (latency_ms / 1e3), rel=2e-5)
+            # The row is the mean over seeds of each seed's median (hand-computed here).
+            assert latency_ms == pytest.approx(sum(e["models"]["model"]["median_ms"] for e in entries)
+                                               / len(entries), rel=1e-5)
+            assert throughput == pytest.approx(sum(size / (e["models"]["model"]["median_ms"] / 1e3)
+                                                   for e in entries) / len(entries), rel=2e-5)
             assert 0.02 < speedup < 50, f"implausible speedup {speedup} for {row['model']}/{row['method']}"
-            assert entry["threads"] == config["latency"].get("threads", 1) and len(entry["load_before"]) == 3
+            for entry in entries:
+                assert entry["threads"] == config["latency"].get("threads", 1) and len(entry["load_before"]) == 3
     table_md = (results / "report" / "rml2016" / "table.md").read_text()
     assert f"Speedup b{sizes[-1]}" in table_md and "MAC ratio" in table_md
 
