@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fcos.prune.chains import method_chains, step_budget
+from fcos.prune.chains import chain_steps, method_chains, step_budget, takes_budget
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -203,15 +203,39 @@ def test_dvc_checkout_of_the_data_does_not_trigger_retraining(finished_workflow,
     assert "Nothing to be done" in out.stdout + out.stderr
 
 
-def test_lint_is_clean():
-    out = tool("snakemake", "--lint", cwd=ROOT, check=False, timeout=300)
+def test_lint_is_clean(tmp_path):
+    # In a copy: the checkout may hold results of `make run` (the test must not depend on them).
+    out = tool("snakemake", "--lint", cwd=copy_workflow(tmp_path / "wf"), check=False, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_dry_run_from_the_default_config():
-    out = tool("snakemake", "--dry-run", "--cores", "2", cwd=ROOT, check=False, timeout=300)
+def _job_stats(output: str) -> dict[str, int]:
+    """``{rule: count}`` from the first "Job stats:" table of a Snakemake dry run."""
+    lines = output.split("Job stats:", 1)[1].splitlines()
+    counts = {}
+    for line in lines[3:]:  # skip the blank remainder, the header and its rule
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_dry_run_from_the_default_config(tmp_path):
+    # A copy of the workflow without results: `make run` may just have produced every default
+    # output in the checkout, which would leave nothing to plan there.
+    work = copy_workflow(tmp_path / "wf")
+    out = tool("snakemake", "--dry-run", "--cores", "2", cwd=work, check=False, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "train_base" in out.stdout
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    runs = len(config["models"]) * len(config["seeds"])
+    chains = [m for m in config["methods"] if m != "base"]
+    steps = sum(len(chain_steps(m)) * (len(config["budgets"]) if takes_budget(m) else 1) for m in chains)
+    stats = _job_stats(out.stdout)
+    assert stats["prepare_dataset"] == len(config["datasets"])
+    assert stats["train_base"] == runs
+    assert stats["prune_step"] == stats["finetune_step"] == steps * runs, stats
+    assert stats["report_dataset"] == len(config["datasets"])
 
 
 def test_slurm_profile_builds_the_paper_dag(tmp_path):
