@@ -62,16 +62,33 @@ class Producer:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Input columns of a consumer that lie before a group's slice of them (a concatenation).
+
+    Written by the group whose first producer is ``source`` (its *current* width counts, so
+    the offset follows that group's pruning), or ``channels`` fixed channels (the network
+    input, a classifier's outputs) when ``source`` is None; ``block`` features per channel.
+    """
+
+    source: str | None
+    channels: int
+    block: int = 1
+
+
+@dataclass(frozen=True)
 class Consumer:
     """A layer reading the group's channels as its input columns.
 
-    ``module``: dotted name of a Conv1d/2d (groups=1), Linear or channel map; ``block``: input
-    features per channel, laid out channel-major (1 except for a Linear reading a flattened
-    (C, T) map, where it is T).
+    ``module``: dotted name of a Conv1d/2d (groups=1), Linear, LSTM/GRU/RNN (the first layer's
+    input weights) or channel map; ``block``: input features per channel, laid out
+    channel-major (1 except for a Linear reading a flattened (C, T) map, where it is T);
+    ``preceding``: the :class:`Segment` s before the group's slice when the layer reads a
+    concatenation (empty: the slice starts at column 0).
     """
 
     module: str
     block: int = 1
+    preceding: tuple[Segment, ...] = ()
 
 
 @dataclass(frozen=True)
