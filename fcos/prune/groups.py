@@ -217,12 +217,23 @@ def _signet50_groups(model: nn.Module) -> list[ChannelGroup]:
 _BUILDERS = {"cnn1d": _cnn1d_groups, "resnet56": _resnet56_groups, "signet50": _signet50_groups}
 
 
-def channel_groups(model: nn.Module, model_name: str) -> list[ChannelGroup]:
+def channel_groups(model: nn.Module, model_name: str | None) -> list[ChannelGroup]:
     """The channel groups of ``model`` (built as ``model_name``), in depth order.
 
     Channel counts are read from the model as it is, so an already narrowed model works too.
-    Raises ConfigError for a model name without a wiring description.
+    ``model_name`` None (a user's network, not from the registry): the groups are found from
+    its dataflow on I/Q frames of ``model.length`` samples (fcos.prune.dependency.channels;
+    the same groups as the descriptions above for the built-in models). Raises ConfigError
+    for a model name without a wiring description, or for a network the analysis refuses.
     """
+    if model_name is None:
+        from .dependency.channels import example_frames, traced_channel_groups
+
+        length = getattr(model, "length", None)
+        if not isinstance(length, int):
+            raise ConfigError("channel groups: a model without a registry name needs its input "
+                              "length (model.length, set by fcos.prune.prune_model)")
+        return traced_channel_groups(model, example_frames(length))
     if model_name not in _BUILDERS:
         raise ConfigError(f"channel groups: no wiring description for model {model_name!r}; "
                           f"expected one of {', '.join(sorted(_BUILDERS))}")

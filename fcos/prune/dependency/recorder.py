@@ -8,9 +8,9 @@ records every tensor operation: what the analysis cannot follow is refused by it
 
 Two kinds of :class:`Op` are recorded, in execution order:
 
-- ``"module"``: a call of a *leaf* module, one that holds parameters or buffers of its own
-  (Conv, Linear, BatchNorm, LSTM/GRU, ResNet56's channel map, SigNet50's S2M ...) or a
-  ``count_macs`` method; nothing inside it is recorded;
+- ``"module"``: a call of a *leaf* module, one without children that holds parameters or
+  buffers of its own (Conv, Linear, BatchNorm, LSTM/GRU, ResNet56's channel map, SigNet50's
+  S2M ...), or one with a ``count_macs`` method; nothing inside it is recorded;
 - ``"function"``: any other torch function or Tensor method called outside leaf modules
   (``F.relu``, ``torch.cat``, ``Tensor.view``, ``+`` ...), with the dotted name of the
   innermost module it was called in (``context``), for error messages.
@@ -74,10 +74,14 @@ class Recording:
 
 
 def is_leaf(module: nn.Module) -> bool:
-    """A module recorded as one op: own parameters/buffers, or its own MAC rule."""
-    return (next(module.parameters(recurse=False), None) is not None
-            or next(module.buffers(recurse=False), None) is not None
-            or callable(getattr(module, "count_macs", None)))
+    """A module recorded as one op: its own MAC rule, or own parameters/buffers and no
+    children. (A module with children *and* own parameters, e.g. a model multiplying by its
+    own matrix, is looked through, so what it does with those parameters is seen and refused.)"""
+    if callable(getattr(module, "count_macs", None)):
+        return True
+    own = (next(module.parameters(recurse=False), None) is not None
+           or next(module.buffers(recurse=False), None) is not None)
+    return own and next(module.children(), None) is None
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
