@@ -2,7 +2,9 @@
 
 MACs are multiply-accumulates of the conv and linear layers (the quantity the authors' thop
 numbers label "FLOPs"; FLOPs in the strict sense are 2 x MACs). BatchNorm, activations, pooling,
-residual adds and the bias terms are not counted. A module with its own learnable computation
+residual adds and the bias terms are not counted. An LSTM/GRU/RNN costs, per example and time
+step, gates x hidden x (inputs + hidden) per layer and direction (gates 4/3/1; the matrix
+products only). A module with its own learnable computation
 reports its MACs through a ``count_macs(inputs, output) -> int`` method (SigNet50's S2M
 operator does); the counter adds those.
 """
@@ -30,6 +32,34 @@ def _linear_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
     return output.numel() * module.weight.shape[1]
 
 
+_GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
+
+
+def rnn_macs(module: nn.RNNBase, inputs: tuple, output) -> int:
+    """MACs of one LSTM/GRU/RNN call: batch x steps x sum over layers and directions of
+    gates x hidden x (layer inputs + recurrent width); an LSTM projection adds hidden x proj."""
+    data = inputs[0]
+    if isinstance(data, nn.utils.rnn.PackedSequence):
+        raise TypeError("macs_and_params cannot cost an RNN on a PackedSequence")
+    if data.dim() == 2:  # unbatched (T, F)
+        batch, steps = 1, data.shape[0]
+    else:
+        batch, steps = (data.shape[0], data.shape[1]) if module.batch_first else \
+            (data.shape[1], data.shape[0])
+    gates = _GATES[type(module)]
+    directions = 2 if module.bidirectional else 1
+    proj = getattr(module, "proj_size", 0) or 0
+    recurrent = proj or module.hidden_size
+    per_step = 0
+    for layer in range(module.num_layers):
+        layer_inputs = module.input_size if layer == 0 else recurrent * directions
+        per_direction = gates * module.hidden_size * (layer_inputs + recurrent)
+        if proj:
+            per_direction += module.hidden_size * proj
+        per_step += directions * per_direction
+    return int(batch * steps * per_step)
+
+
 def _counting_rule(module: nn.Module):
     if callable(getattr(module, "count_macs", None)):
         return lambda m, inputs, output: int(m.count_macs(inputs, output))
@@ -37,6 +67,8 @@ def _counting_rule(module: nn.Module):
         return _conv_macs
     if isinstance(module, nn.Linear):
         return _linear_macs
+    if type(module) in _GATES:
+        return rnn_macs
     return None
 
 
@@ -50,7 +82,7 @@ def macs_and_params(model: nn.Module, length: int, channels: int = 2) -> tuple[i
     and every module's train/eval flag is restored afterwards, and no random numbers are drawn.
     Params: numel of all parameters (trainable or frozen), shared tensors once.
 
-    Raises TypeError if a leaf module with parameters has no counting rule (e.g. an LSTM), so
+    Raises TypeError if a leaf module with parameters has no counting rule (e.g. an Embedding), so
     that a new layer type cannot silently be costed at zero.
     """
     macs = sum(macs_by_module(model, length, channels).values())

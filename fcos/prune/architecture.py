@@ -37,11 +37,25 @@ def prior_architecture(model: nn.Module, model_name: str, num_classes: int, leng
         record["resized"] = True
     return record
 
+def user_architecture(model: nn.Module) -> dict[str, Any]:
+    """The record of a user's network (no registry name): its blocks already replaced by a
+    stand-in, and ``resized`` (harmless when nothing was narrowed: rebuilding then re-creates
+    only layers whose state-dict shapes differ)."""
+    removed = {}
+    for name in model.removable_blocks():
+        kind = replacement_kind_of(model.get_submodule(name))
+        if kind is not None:
+            removed[name] = kind
+    return {**({"removed_blocks": removed} if removed else {}), "resized": True}
+
+
 def input_architecture(model: nn.Module, model_name: str, data, options: Mapping[str, Any]) -> dict:
     """The record of the model handed to a method: ``options["architecture"]`` when given,
     else inferred (see ``prior_architecture``)."""
     if options.get("architecture") is not None:
         return dict(options["architecture"])
+    if model_name is None:  # a user's network: no base builder to compare with
+        return user_architecture(model)
     length = int(getattr(data, "length", None) or model.length)
     num_classes = getattr(data, "num_classes", None) or _output_classes(model, length)
     return prior_architecture(model, model_name, int(num_classes), length)

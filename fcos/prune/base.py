@@ -72,14 +72,37 @@ def check_budget(budget: float | None, key: str = "budget") -> float | None:
     return float(budget)
 
 
-def prune_model(method: str, model: nn.Module, *, model_name: str, budget: float | None = None,
-                data: Any = None, seed: int = 0, options: dict[str, Any] | None = None,
-                progress: bool = False) -> PruneResult:
-    """Run pruning method ``method`` (see ``METHODS``) on ``model``."""
+def prune_model(method: str, model: nn.Module, *, model_name: str | None = None,
+                budget: float | None = None, data: Any = None, seed: int = 0,
+                options: dict[str, Any] | None = None, progress: bool = False,
+                example_input: Any = None, blocks: list[str] | None = None,
+                stem: str | None = None) -> PruneResult:
+    """Run pruning method ``method`` (see ``METHODS``) on ``model``.
+
+    ``model_name``: the registry name the model was built as. None: any network taking I/Q
+    frames (B, 2, L); ``example_input`` (N, 2, L) (or ``data``) gives L, channel groups and
+    LaCD's blocks/stem are found from its dataflow (fcos.prune.user_model; ``blocks`` and
+    ``stem`` name them instead). The input model is never modified; a user network's pruned
+    copy rebuilds with fcos.prune.user_model.load_pruned(builder(), architecture, state_dict).
+    """
     from . import load_methods
 
     load_methods()
     if method not in METHODS:
         raise ConfigError(f"unknown pruning method {method!r}: expected one of {', '.join(sorted(METHODS))}")
-    return METHODS[method](model, model_name=model_name, budget=check_budget(budget), data=data, seed=seed,
-                           options=dict(options or {}), progress=progress)
+    original = model
+    if model_name is None:
+        from .user_model import prepared_user_model
+
+        model = prepared_user_model(model, method=method, example_input=example_input,
+                                    data=data, blocks=blocks, stem=stem)
+    elif blocks is not None or stem is not None:
+        raise ConfigError(f"blocks/stem are for models without a registry name; {model_name} "
+                          f"declares its own")
+    result = METHODS[method](model, model_name=model_name, budget=check_budget(budget), data=data,
+                             seed=seed, options=dict(options or {}), progress=progress)
+    if model_name is None:
+        from .user_model import check_same_outputs
+
+        check_same_outputs(original, result.model, model.length)
+    return result

@@ -62,16 +62,33 @@ class Producer:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Input columns of a consumer that lie before a group's slice of them (a concatenation).
+
+    Written by the group whose first producer is ``source`` (its *current* width counts, so
+    the offset follows that group's pruning), or ``channels`` fixed channels (the network
+    input, a classifier's outputs) when ``source`` is None; ``block`` features per channel.
+    """
+
+    source: str | None
+    channels: int
+    block: int = 1
+
+
+@dataclass(frozen=True)
 class Consumer:
     """A layer reading the group's channels as its input columns.
 
-    ``module``: dotted name of a Conv1d/2d (groups=1), Linear or channel map; ``block``: input
-    features per channel, laid out channel-major (1 except for a Linear reading a flattened
-    (C, T) map, where it is T).
+    ``module``: dotted name of a Conv1d/2d (groups=1), Linear, LSTM/GRU/RNN (the first layer's
+    input weights) or channel map; ``block``: input features per channel, laid out
+    channel-major (1 except for a Linear reading a flattened (C, T) map, where it is T);
+    ``preceding``: the :class:`Segment` s before the group's slice when the layer reads a
+    concatenation (empty: the slice starts at column 0).
     """
 
     module: str
     block: int = 1
+    preceding: tuple[Segment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,12 +217,23 @@ def _signet50_groups(model: nn.Module) -> list[ChannelGroup]:
 _BUILDERS = {"cnn1d": _cnn1d_groups, "resnet56": _resnet56_groups, "signet50": _signet50_groups}
 
 
-def channel_groups(model: nn.Module, model_name: str) -> list[ChannelGroup]:
+def channel_groups(model: nn.Module, model_name: str | None) -> list[ChannelGroup]:
     """The channel groups of ``model`` (built as ``model_name``), in depth order.
 
     Channel counts are read from the model as it is, so an already narrowed model works too.
-    Raises ConfigError for a model name without a wiring description.
+    ``model_name`` None (a user's network, not from the registry): the groups are found from
+    its dataflow on I/Q frames of ``model.length`` samples (fcos.prune.dependency.channels;
+    the same groups as the descriptions above for the built-in models). Raises ConfigError
+    for a model name without a wiring description, or for a network the analysis refuses.
     """
+    if model_name is None:
+        from .dependency.channels import example_frames, traced_channel_groups
+
+        length = getattr(model, "length", None)
+        if not isinstance(length, int):
+            raise ConfigError("channel groups: a model without a registry name needs its input "
+                              "length (model.length, set by fcos.prune.prune_model)")
+        return traced_channel_groups(model, example_frames(length))
     if model_name not in _BUILDERS:
         raise ConfigError(f"channel groups: no wiring description for model {model_name!r}; "
                           f"expected one of {', '.join(sorted(_BUILDERS))}")

@@ -87,6 +87,8 @@ def resized_like(module: nn.Module, weight_shape: torch.Size) -> nn.Module:
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         out_ch, in_per_group = weight_shape[0], weight_shape[1]
         groups = module.groups
+        if is_depthwise(module):  # one filter per channel: as many groups as channels
+            groups = out_ch
         return type(module)(in_per_group * groups, out_ch, module.kernel_size, stride=module.stride,
                             padding=module.padding, dilation=module.dilation, groups=groups,
                             bias=module.bias is not None, padding_mode=module.padding_mode)
@@ -96,6 +98,27 @@ def resized_like(module: nn.Module, weight_shape: torch.Size) -> nn.Module:
         return type(module)(weight_shape[0], eps=module.eps, momentum=module.momentum,
                             affine=module.affine, track_running_stats=module.track_running_stats)
     raise CheckpointError(f"cannot resize a {type(module).__name__}")
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """A depthwise conv: groups = input channels = output channels (> 1)."""
+    return (isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.groups > 1
+            and module.groups == module.in_channels == module.out_channels)
+
+
+def resized_rnn(module: nn.RNNBase, input_size: int) -> nn.RNNBase:
+    """A fresh LSTM/GRU/RNN like ``module`` reading ``input_size`` features (same device/dtype)."""
+    kwargs = dict(hidden_size=module.hidden_size, num_layers=module.num_layers, bias=module.bias,
+                  batch_first=module.batch_first, dropout=module.dropout,
+                  bidirectional=module.bidirectional)
+    if isinstance(module, nn.LSTM):
+        kwargs["proj_size"] = module.proj_size
+    if type(module) is nn.RNN:
+        kwargs["nonlinearity"] = module.nonlinearity
+    first = next(module.parameters())
+    with torch.random.fork_rng(devices=[]):  # every weight is overwritten by the caller
+        new = type(module)(input_size, **kwargs).to(device=first.device, dtype=first.dtype)
+    return new.train(module.training)
 
 
 def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -109,6 +132,11 @@ def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor
             prefix = f"{name}." if name else ""
             module.resize_like({key[len(prefix):]: value.shape for key, value in state_dict.items()
                                 if key.startswith(prefix) and "." not in key[len(prefix):]})
+            continue
+        if isinstance(module, nn.RNNBase):
+            key = f"{name}.weight_ih_l0" if name else "weight_ih_l0"
+            if key in state_dict and state_dict[key].shape[1] != module.input_size:
+                replace_module(model, name, resized_rnn(module, int(state_dict[key].shape[1])))
             continue
         if not isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)):
             continue
@@ -169,11 +197,29 @@ def reduce_channels(model: nn.Module, group: ChannelGroup, assign, mode: str = "
         raise ValueError(f"reduce_channels: mode must be one of {CHANNEL_MODES}, got {mode!r}")
     assign = torch.as_tensor(assign)
     members, clusters = _membership(assign, group.channels, mode)
+    # offsets of concatenated slices, read before anything is narrowed; the highest slice of a
+    # layer goes first so that narrowing it does not move the lower ones
+    offsets = [column_offset(model, consumer) for consumer in group.consumers]
     for producer in group.producers:
         _reduce_producer(model, producer.module, producer.norm, members, clusters, mode)
-    for consumer in group.consumers:
-        _reduce_consumer(model, consumer.module, consumer.block, members, group.channels)
+    for offset, consumer in sorted(zip(offsets, group.consumers), key=lambda item: -item[0]):
+        _reduce_consumer(model, consumer.module, consumer.block, members, group.channels, offset)
     return model
+
+
+def current_width(model: nn.Module, producer: str) -> int:
+    """Output channels a producer writes now (rows of its weight or channel map)."""
+    module = model.get_submodule(producer)
+    mapping = getattr(module, "mapping", None)
+    return int(mapping.shape[0] if mapping is not None else module.weight.shape[0])
+
+
+def column_offset(model: nn.Module, consumer) -> int:
+    """First input column (feature) of ``consumer``'s slice: the widths now of the segments
+    before it (fcos.prune.groups.Segment) times their blocks; 0 without a concatenation."""
+    return sum((segment.channels if segment.source is None
+                else current_width(model, segment.source)) * segment.block
+               for segment in consumer.preceding)
 
 
 def _membership(assign: torch.Tensor, channels: int, mode: str) -> tuple[torch.Tensor, int]:
@@ -327,8 +373,38 @@ def _fuse_normalised_rows(weight: torch.Tensor, bias: torch.Tensor | None,
     return new_weight, (None if bias is None else new_b), new_stats
 
 
+def _sliced_columns(name: str, weight: torch.Tensor, offset: int, channels: int, block: int,
+                    summing: torch.Tensor) -> torch.Tensor:
+    """``weight`` (O, F, *kernel) with columns [offset, offset + channels x block) replaced by
+    their sums over each new channel's members: (O, F - (C - K) x block, *kernel), float64."""
+    width = channels * block
+    if offset + width > weight.shape[1]:
+        raise ValueError(f"reduce_channels: {name} has {weight.shape[1]} input columns, the "
+                         f"group's slice needs [{offset}, {offset + width})")
+    weight = weight.detach().double()
+    inner = weight[:, offset:offset + width]
+    inner = inner.reshape(weight.shape[0], channels, block, *weight.shape[2:])
+    summed = torch.einsum("ocb...,kc->okb...", inner, summing.to(weight.device))
+    summed = summed.reshape(weight.shape[0], -1, *weight.shape[2:])
+    return torch.cat([weight[:, :offset], summed, weight[:, offset + width:]], dim=1)
+
+
+def _reduce_rnn_inputs(model: nn.Module, name: str, module: nn.RNNBase, offset: int,
+                       channels: int, block: int, summing: torch.Tensor) -> None:
+    state = {key: value.detach() for key, value in module.state_dict().items()}
+    for key in ("weight_ih_l0", "weight_ih_l0_reverse"):
+        if key in state:
+            state[key] = _sliced_columns(name, state[key], offset, channels, block,
+                                         summing).to(state[key].dtype)
+    new = resized_rnn(module, int(state["weight_ih_l0"].shape[1]))
+    new.load_state_dict(state)
+    for key, parameter in new.named_parameters():
+        parameter.requires_grad_(getattr(module, key).requires_grad)
+    replace_module(model, name, new)
+
+
 def _reduce_consumer(model: nn.Module, name: str, block: int, members: torch.Tensor,
-                     channels: int) -> None:
+                     channels: int, offset: int = 0) -> None:
     module = model.get_submodule(name)
     summing = (members > 0).double()  # (K, C): 1 at each member (select: at the kept one)
     if getattr(module, "mapping", None) is not None:
@@ -336,17 +412,15 @@ def _reduce_consumer(model: nn.Module, name: str, block: int, members: torch.Ten
         mapping = module.mapping.double() @ summing.T.to(module.mapping.device)
         module.mapping = mapping.to(module.mapping.dtype)
         return
+    if isinstance(module, nn.RNNBase):
+        _reduce_rnn_inputs(model, name, module, offset, channels, block, summing)
+        return
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         if module.groups != 1:
             raise ValueError(f"reduce_channels: grouped conv {name} is not supported")
-        weight = module.weight.detach().double()
-        _check_width(name, "input channels", weight.shape[1], channels)
-        new_weight = torch.einsum("oc...,kc->ok...", weight, summing.to(weight.device))
+        new_weight = _sliced_columns(name, module.weight, offset, channels, block, summing)
     elif isinstance(module, nn.Linear):
-        _check_width(name, "input features", module.in_features, channels * block)
-        weight = module.weight.detach().double().reshape(module.out_features, channels, block)
-        new_weight = torch.einsum("oct,kc->okt", weight, summing.to(weight.device))
-        new_weight = new_weight.reshape(module.out_features, -1)
+        new_weight = _sliced_columns(name, module.weight, offset, channels, block, summing)
     else:
         raise ValueError(f"reduce_channels: consumer {name} is a {type(module).__name__}")
     tensors = {"weight": new_weight}

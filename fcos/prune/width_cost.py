@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from ..metrics import macs_and_params
+from ..metrics import macs_and_params, rnn_macs
 from .groups import ChannelGroup
 from .modes import eval_mode
 
@@ -26,36 +26,67 @@ class WidthCostModel:
     reading a flattened map), other widths stay. What the counter prices otherwise (modules
     with ``count_macs``: SigNet50's S2M, ResNet56's shortcut map, which selection keeps a free
     0/1 routing map) is taken as constant: the difference between the counter's total and the
-    conv/linear terms. ``macs(widths)`` for widths in ``groups`` order.
+    conv/linear terms. A layer reading several groups (a concatenation) has one input slice
+    per group; an LSTM/GRU's first-layer input products scale with its input width, the rest
+    of its cost is constant. ``macs(widths)`` for widths in ``groups`` order.
     """
 
     def __init__(self, model: nn.Module, groups: Sequence[ChannelGroup], length: int):
         self.base_macs, _ = macs_and_params(model, length)
         writes = {p.module: index for index, group in enumerate(groups) for p in group.producers}
-        reads = {c.module: (index, c.block) for index, group in enumerate(groups)
-                 for c in group.consumers}
+        reads: dict[str, list[tuple[int, int]]] = {}  # module -> [(group, block)], one per slice
+        for index, group in enumerate(groups):
+            for c in group.consumers:
+                reads.setdefault(c.module, []).append((index, c.block))
         own_counter = [name for name, module in model.named_modules()
                        if callable(getattr(module, "count_macs", None))]
         layers = {name: module for name, module in model.named_modules()
-                  if isinstance(module, CONV_OR_LINEAR)
+                  if isinstance(module, CONV_OR_LINEAR + (nn.RNNBase,))
                   and not any(name.startswith(root + ".") for root in own_counter)}
         macs = _layer_macs(model, layers, length)
-        self._terms = []  # (a, out group or -1, out width, in group or -1, block, in width)
+        widths = [group.channels for group in groups]
+        self._terms = []  # (a, out group or -1, out width, [(in group, block)], in width)
+        variable = 0
         for name, module in layers.items():
-            out_width, in_width = module.weight.shape[0], module.weight.shape[1]
-            out_group = writes.get(name, -1)
-            in_group, block = reads.get(name, (-1, 1))
-            self._terms.append((macs[name] // (out_width * in_width), out_group, out_width,
-                                in_group, block, in_width))
-        self._constant = self.base_macs - sum(macs.values())
+            if isinstance(module, nn.RNNBase):
+                # only the first layer's input products depend on the input width
+                in_width, out_width, out_group = module.input_size, 1, -1
+                term_macs = rnn_input_macs(module, macs[name])
+            else:
+                out_width, in_width = module.weight.shape[0], module.weight.shape[1]
+                out_group = writes.get(name, -1)
+                term_macs = macs[name]
+            self._terms.append((term_macs // (out_width * in_width), out_group, out_width,
+                                reads.get(name, []), in_width))
+            variable += term_macs
+        self._widths = widths
+        self._constant = self.base_macs - variable
 
     def macs(self, widths: Sequence[int]) -> int:
         total = self._constant
-        for a, out_group, out_width, in_group, block, in_width in self._terms:
+        for a, out_group, out_width, slices, in_width in self._terms:
             out_now = out_width if out_group < 0 else int(widths[out_group])
-            in_now = in_width if in_group < 0 else int(widths[in_group]) * block
+            in_now = in_width + sum((int(widths[g]) - self._widths[g]) * block
+                                    for g, block in slices)
             total += a * out_now * in_now
         return int(total)
+
+
+def rnn_input_macs(module: nn.RNNBase, total: int) -> int:
+    """The part of an RNN's MACs ``total`` spent on its first layer's inputs (see
+    fcos.metrics.rnn_macs): per step and direction gates x hidden x input_size."""
+    from ..metrics import _GATES
+
+    gates, directions = _GATES[type(module)], 2 if module.bidirectional else 1
+    recurrent = (getattr(module, "proj_size", 0) or 0) or module.hidden_size
+    per_step = 0
+    for layer in range(module.num_layers):
+        layer_inputs = module.input_size if layer == 0 else recurrent * directions
+        per_step += directions * gates * module.hidden_size * (layer_inputs + recurrent)
+        if getattr(module, "proj_size", 0):
+            per_step += directions * module.hidden_size * module.proj_size
+    steps = total // per_step
+    return steps * directions * gates * module.hidden_size * module.input_size
 
 
 def _layer_macs(model: nn.Module, layers: Mapping[str, nn.Module], length: int) -> dict[str, int]:
@@ -64,6 +95,9 @@ def _layer_macs(model: nn.Module, layers: Mapping[str, nn.Module], length: int) 
 
     def hook_for(name):
         def hook(module, inputs, output):
+            if isinstance(module, nn.RNNBase):
+                found[name] = found.get(name, 0) + rnn_macs(module, inputs, output)
+                return
             per_output = module.weight[0].numel() if not isinstance(module, nn.Linear) \
                 else module.weight.shape[1]
             found[name] = found.get(name, 0) + output.numel() * per_output
