@@ -12,6 +12,12 @@ from .blocks import replacement_kind_of
 from .modes import eval_mode, model_device
 
 
+def replaced_blocks(model: nn.Module) -> dict[str, str]:
+    """{block name: replacement kind} of the removable blocks already replaced by a stand-in."""
+    kinds = {name: replacement_kind_of(model.get_submodule(name)) for name in model.removable_blocks()}
+    return {name: kind for name, kind in kinds.items() if kind is not None}
+
+
 def prior_architecture(model: nn.Module, model_name: str, num_classes: int, length: int) -> dict[str, Any]:
     """Infer the architecture record of ``model`` relative to the base builder's model.
 
@@ -22,11 +28,7 @@ def prior_architecture(model: nn.Module, model_name: str, num_classes: int, leng
     from ..models import build_model
 
     record: dict[str, Any] = {}
-    removed = {}
-    for name in model.removable_blocks():
-        kind = replacement_kind_of(model.get_submodule(name))
-        if kind is not None:
-            removed[name] = kind
+    removed = replaced_blocks(model)
     if removed:
         record["removed_blocks"] = removed
     with torch.random.fork_rng(devices=[]):  # building the reference must not move the caller's RNG
@@ -41,11 +43,7 @@ def user_architecture(model: nn.Module) -> dict[str, Any]:
     """The record of a user's network (no registry name): its blocks already replaced by a
     stand-in, and ``resized`` (harmless when nothing was narrowed: rebuilding then re-creates
     only layers whose state-dict shapes differ)."""
-    removed = {}
-    for name in model.removable_blocks():
-        kind = replacement_kind_of(model.get_submodule(name))
-        if kind is not None:
-            removed[name] = kind
+    removed = replaced_blocks(model)
     return {**({"removed_blocks": removed} if removed else {}), "resized": True}
 
 

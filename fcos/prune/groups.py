@@ -223,7 +223,7 @@ def channel_groups(model: nn.Module, model_name: str | None) -> list[ChannelGrou
     Channel counts are read from the model as it is, so an already narrowed model works too.
     ``model_name`` None (a user's network, not from the registry): the groups are found from
     its dataflow on I/Q frames of ``model.length`` samples (fcos.prune.dependency.channels;
-    the same groups as the descriptions above for the built-in models). Raises ConfigError
+    the same set of groups as the descriptions above for the built-in models, in another order). Raises ConfigError
     for a model name without a wiring description, or for a network the analysis refuses.
     """
     if model_name is None:
