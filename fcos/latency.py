@@ -51,7 +51,6 @@ from tqdm.auto import tqdm
 from .errors import ConfigError, FcosError
 
 LATENCY_FORMAT = "fcos-latency/1"
-RUNTIMES = ("torch-eager", "torchscript", "onnxruntime")
 #: Percentiles reported for every runner (besides the median).
 PERCENTILES = (10, 25, 75, 90)
 

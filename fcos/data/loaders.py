@@ -45,7 +45,6 @@ RML2018_CHUNK_ROWS = 4096
 # Rows of the one-hot Y matrix checked per request (65536 x 24 int64 = 12 MiB).
 RML2018_LABEL_CHUNK_ROWS = 65536
 
-SIG2019_FILES = ("signals.npy", "labels.npy", "snrs.npy")
 SIG2019_NPZ_KEYS = ("x", "y", "snr")
 _SIG2019_EXPECTED = (
     "a directory with signals.npy (N, 2, 512), labels.npy (N,) and snrs.npy (N,), "

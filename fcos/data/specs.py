@@ -6,7 +6,7 @@ Class names are in the label order of the public files / the authors' code, so t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 
@@ -23,8 +23,6 @@ class DatasetSpec:
         snrs: the official SNR grid in dB, ascending.
         per_class_snr: official number of frames per (class, SNR) pair.
         official_file: file name of the public release ("" when there is none).
-        authors_split: frames per (class, SNR) in the authors' train/test split.
-        authors_min_snr: the authors' SNR filter for this dataset (None = all SNRs).
         public: False for datasets whose real release is not publicly documented.
     """
 
@@ -35,17 +33,11 @@ class DatasetSpec:
     snrs: tuple[int, ...]
     per_class_snr: int
     official_file: str
-    authors_split: dict = field(default_factory=dict)
-    authors_min_snr: int | None = None
     public: bool = True
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    @property
-    def official_size(self) -> int:
-        return self.num_classes * len(self.snrs) * self.per_class_snr
 
 
 RML2016 = DatasetSpec(
@@ -57,7 +49,6 @@ RML2016 = DatasetSpec(
     snrs=tuple(range(-20, 19, 2)),
     per_class_snr=1000,
     official_file="RML2016.10a_dict.pkl",
-    authors_split={"train": 800, "test": 200},
 )
 
 RML2018 = DatasetSpec(
@@ -71,8 +62,6 @@ RML2018 = DatasetSpec(
     snrs=tuple(range(-20, 31, 2)),
     per_class_snr=4096,
     official_file="GOLD_XYZ_OSC.0001_1024.hdf5",
-    authors_split={"train": 3200, "test": 800},
-    authors_min_snr=10,
 )
 
 SIG2019 = DatasetSpec(
@@ -86,7 +75,6 @@ SIG2019 = DatasetSpec(
     snrs=tuple(range(-20, 31, 2)),
     per_class_snr=1500,
     official_file="",
-    authors_split={"train": 1000, "test": 500},
     public=False,
 )
 

@@ -45,8 +45,6 @@ from ..models.cnn1d import ResidualStack
 from ..models.resnet56 import BasicBlock
 from ..models.signet50 import Bottleneck
 
-KINDS = ("inner", "stream")
-
 
 @dataclass(frozen=True)
 class Producer:

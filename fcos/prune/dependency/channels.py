@@ -107,10 +107,6 @@ class _Space:
     pinned: bool = False
 
 
-class _Refused(Exception):
-    pass
-
-
 def _where(op: Op) -> str:
     return f"in {op.context}" if op.context else "in the model's forward"
 
