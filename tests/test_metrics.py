@@ -6,7 +6,9 @@ import copy
 
 import numpy as np
 import pytest
+import thop  # ultralytics-thop, in the test extra and requirements/constraints.txt
 import torch
+from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from fcos.metrics import classification_report, macs_and_params
@@ -85,7 +87,6 @@ _THOP_ZERO = {t: _zero for t in (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Max
 
 @pytest.mark.parametrize("name, length", [("resnet56", 128), ("cnn1d", 128), ("signet50", 32)])
 def test_counter_agrees_with_thop(name, length):
-    thop = pytest.importorskip("thop")
     torch.manual_seed(0)
     model = build_model(name, 11, length)
     macs, params = macs_and_params(model, length)
@@ -98,10 +99,9 @@ def test_counter_agrees_with_thop(name, length):
 
 @pytest.mark.parametrize("name, length", [("resnet56", 64), ("cnn1d", 128), ("signet50", 32)])
 def test_counter_agrees_with_fvcore(name, length):
-    fvcore = pytest.importorskip("fvcore.nn")
     torch.manual_seed(0)
     model = build_model(name, 11, length).eval()
-    analysis = fvcore.FlopCountAnalysis(model, torch.zeros(1, 2, length))
+    analysis = FlopCountAnalysis(model, torch.zeros(1, 2, length))
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     # fvcore counts one multiply-add as one "flop"; it sees the S2M matmuls, so SigNet's custom
