@@ -14,11 +14,15 @@ from .io import write_json
 
 
 def train_base_model(data_path: str | Path, model_name: str, out: str | Path,
-                     train_options: dict[str, Any] | None = None, progress: bool = True) -> dict:
+                     train_options: dict[str, Any] | None = None, progress: bool = True,
+                     builder: Any = None) -> dict:
     """Train ``model_name`` from scratch on a prepared dataset; write the best-on-val checkpoint.
 
     ``train_options`` are TrainConfig fields (unknown keys are refused). The model's initial
     weights are drawn after seeding with ``train_options["seed"]`` (default 0).
+    ``builder`` (a fcos.models.user_builder.UserBuilder): train the user's network it builds
+    instead of a registry model (``model_name`` is then only its label); the checkpoint records
+    the builder (file, function, arguments, file SHA-256) so every later step rebuilds it.
     """
     from .data import load_prepared
     from .models import build_model
@@ -27,9 +31,36 @@ def train_base_model(data_path: str | Path, model_name: str, out: str | Path,
     config = TrainConfig.from_dict(dict(train_options or {}))
     data = load_prepared(data_path)
     seed_everything(config.seed)
-    model = build_model(model_name, data.num_classes, data.length)
     info = {"name": model_name, "num_classes": data.num_classes, "length": data.length}
+    if builder is None:
+        model = build_model(model_name, data.num_classes, data.length)
+    else:
+        model, info["builder"] = user_base_model(builder, data.num_classes, data.length)
     return train_model(model, data, config, out, model_info=info, progress=progress)
+
+
+def user_base_model(builder: Any, num_classes: int, length: int):
+    """(model, builder record) of a user's builder for ``num_classes`` and frames of ``length``:
+    the builder gets num_classes/length where it takes them; ConfigError (one line) when the
+    model does not map (B, 2, length) frames to (B, num_classes) logits."""
+    import torch
+
+    from .errors import ConfigError
+    from .models.user_builder import build_user_model, builder_record, complete_args
+
+    builder = complete_args(builder, num_classes, length)
+    model = build_user_model(builder)
+    try:
+        with torch.no_grad():
+            shape = tuple(model.eval()(torch.zeros(2, 2, length)).shape)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConfigError(f"{builder.spec}: the model does not run on (B, 2, {length}) I/Q frames "
+                          f"({type(err).__name__}: {first})") from None
+    if shape != (2, num_classes):
+        raise ConfigError(f"{builder.spec}: the model outputs {shape} for 2 frames, expected "
+                          f"(2, {num_classes}) logits")
+    return model.train(), builder_record(builder)
 
 
 def evaluate_to_json(checkpoint: str | Path, data_path: str | Path, out: str | Path,
@@ -46,8 +77,14 @@ def evaluate_to_json(checkpoint: str | Path, data_path: str | Path, out: str | P
 
 def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, method: str, out: str | Path,
                      record_out: str | Path, *, budget: float | None = None, seed: int = 0,
-                     options: dict[str, Any] | None = None, progress: bool = True) -> dict:
+                     options: dict[str, Any] | None = None, progress: bool = True,
+                     builder: Any = None) -> dict:
     """Apply pruning method ``method`` to a checkpoint's model; write the pruned checkpoint.
+
+    A user's network (a checkpoint whose model entry records a builder, see train_base_model)
+    is pruned through prune_model without a registry name: its channel groups, blocks and stem
+    are traced. ``builder`` (a UserBuilder) rebuilds the checkpoint's model with that builder
+    instead of the recorded one (a moved or edited builder file); its record replaces the old.
 
     ``budget`` is the MAC reduction the pruned model should have against the *base* model the
     chain started from (so a later step of a chain lands the final model on the budget); the
@@ -63,17 +100,23 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     """
     import copy
 
-    from .checkpoint import CHECKPOINT_FORMAT, merge_architecture, model_from_checkpoint
+    import torch
+
+    from .checkpoint import CHECKPOINT_FORMAT, base_model, is_user_model, merge_architecture, \
+        model_from_checkpoint
     from .data import load_prepared
     from .io import load_checkpoint, save_checkpoint
     from .metrics import macs_and_params
-    from .models import build_model
     from .prune import prune_model
     from .prune.base import check_budget
     from .train import check_compatible, seed_everything
 
     budget = check_budget(budget)
     payload = load_checkpoint(checkpoint)
+    if builder is not None:
+        info = dict(payload.get("model") or {})
+        _, info["builder"] = user_base_model(builder, int(info["num_classes"]), int(info["length"]))
+        payload = {**payload, "model": info}
     data = None
     if data_path is not None:  # data-free methods (fcos-stage1, l1, fpgm, random) need none
         data = load_prepared(data_path)
@@ -82,11 +125,14 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     info = payload["model"]
     length = int(info["length"])
     macs_before, params_before = macs_and_params(copy.deepcopy(model), length)
-    base_macs, _ = macs_and_params(build_model(info["name"], int(info["num_classes"]), length), length)
+    base_macs, _ = macs_and_params(base_model(info, str(checkpoint)), length)
     budget_vs_input = None if budget is None else max(0.0, 1.0 - (1.0 - budget) * base_macs / macs_before)
     seed_everything(seed)
-    result = prune_model(method, model, model_name=info["name"], budget=budget_vs_input, data=data,
-                         seed=seed, options=options, progress=progress)
+    user = is_user_model(info)  # a user's network: no registry name, its dataflow is traced
+    result = prune_model(method, model, model_name=None if user else info["name"],
+                         budget=budget_vs_input, data=data, seed=seed, options=options,
+                         progress=progress,
+                         example_input=torch.zeros(2, 2, length) if user and data is None else None)
     macs_after, params_after = macs_and_params(copy.deepcopy(result.model), length)
     training_epochs = int(result.record.get("training_epochs", 0))
     record = {

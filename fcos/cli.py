@@ -94,13 +94,41 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+MODEL_FILE_HELP = ("a user's model builder FILE.py:FUNCTION; the file is imported, i.e. its "
+                   "code is executed, so name only your own trusted code")
+MODEL_ARGS_HELP = ("JSON object of keyword arguments for --model-file's function (num_classes and "
+                   "length are filled from the dataset where it takes them)")
+
+
+def _user_builder(args: argparse.Namespace):
+    """The UserBuilder of --model-file/--model-args, or None when --model-file is not given."""
+    from .errors import ConfigError
+    from .models.user_builder import parse_builder_spec
+
+    if args.model_file is None:
+        if args.model_args is not None:
+            raise ConfigError("--model-args needs --model-file FILE.py:FUNCTION")
+        return None
+    return parse_builder_spec(args.model_file, args.model_args)
+
+
+def _add_model_file(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--model-file", metavar="FILE.py:FUNCTION", help=f"{MODEL_FILE_HELP}; {what}")
+    p.add_argument("--model-args", metavar="JSON", help=MODEL_ARGS_HELP)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .api import train_base_model
+    from .errors import ConfigError
 
+    builder = _user_builder(args)
+    if (builder is None) == (args.model is None):
+        raise ConfigError("train: give exactly one of --model NAME and --model-file FILE.py:FUNCTION")
     overrides = _given(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
                        l1_penalty=args.l1_penalty, device=args.device,
                        max_batches_per_epoch=args.max_batches_per_epoch)
-    record = train_base_model(args.data, args.model, args.out, overrides, progress=not args.no_progress)
+    record = train_base_model(args.data, args.model or builder.function, args.out, overrides,
+                              progress=not args.no_progress, builder=builder)
     print(f"wrote {args.out}: best val accuracy {record['best_val_accuracy']:.4f} "
           f"at epoch {record['best_epoch']}")
     return 0
@@ -140,7 +168,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         options["linkage"] = args.linkage
     report = args.report or args.out.with_name(args.out.name + ".json")
     record = prune_checkpoint(args.checkpoint, args.data, args.method, args.out, report, budget=args.budget,
-                              seed=args.seed, options=options, progress=not args.no_progress)
+                              seed=args.seed, options=options, progress=not args.no_progress,
+                              builder=_user_builder(args))
     print(f"wrote {args.out} and {report}: MACs {record['macs_before']:,} -> {record['macs_after']:,} "
           f"({1 - record['macs_after'] / record['macs_before']:.1%} fewer), params "
           f"{record['params_before']:,} -> {record['params_after']:,} (not fine-tuned yet)")
@@ -236,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a base model on a prepared dataset")
     p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--model", required=True, help="cnn1d, resnet56 or signet50")
+    p.add_argument("--model", help="cnn1d, resnet56 or signet50 (or --model-file)")
+    _add_model_file(p, "the checkpoint records the file, function, arguments and the file's "
+                       "SHA-256, so later commands rebuild it without being told")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
@@ -263,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="prepared dataset (needed by data-driven methods)")
     p.add_argument("--out", required=True, type=Path, help="pruned checkpoint to write")
     p.add_argument("--report", type=Path, help="JSON record of the step (default: OUT.json)")
+    _add_model_file(p, "rebuilds the checkpoint's model with this builder instead of the one it "
+                       "records (after moving or editing the file); without it the recorded one is used")
     p.add_argument("--budget", "--target-macs-reduction", dest="budget", type=_fraction,
                    help="target MAC reduction in [0, 1)")
     p.add_argument("--keep-ratio", type=float, help="fcos-stage1: channels kept per group, in (0, 1]")

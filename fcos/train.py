@@ -446,8 +446,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data, split: str = "test",
     (epochs trained after the base model, per step), ``model``, ``dataset``, ``split``,
     ``checkpoint``.
     """
+    from .checkpoint import base_model
     from .metrics import classification_report, macs_and_params
-    from .models import build_model
 
     payload = load_checkpoint(checkpoint_path)
     check_compatible(payload, data, checkpoint_path)
@@ -461,8 +461,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data, split: str = "test",
     report["high_snr_db"] = HIGH_SNR_DB
     macs, params = macs_and_params(copy.deepcopy(model).cpu(), int(data.length))
     info = payload["model"]
-    base_macs, base_params = macs_and_params(
-        build_model(info["name"], int(info["num_classes"]), int(info["length"])), int(info["length"]))
+    base_macs, base_params = macs_and_params(base_model(info, str(checkpoint_path)), int(info["length"]))
     report.update({
         "macs": int(macs), "params": int(params),
         "base_macs": int(base_macs), "base_params": int(base_params),
