@@ -118,6 +118,9 @@ class TrainConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"train.{key}={getattr(self, key)!r} is out of range")
+        from .data.split import check_seed
+
+        check_seed(self.seed, "train.seed")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train.schedule={self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
         if isinstance(self.l1_penalty, str):
