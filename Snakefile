@@ -3,6 +3,10 @@
 #        snakemake --cores 2                      (the project's venv, as in the README)
 #        snakemake --profile profiles/slurm       (a SLURM cluster)
 #        snakemake --configfile config/paper.yaml (the paper's real datasets)
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -16,6 +20,13 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+# Our own check first: its error is one line naming the key (Snakemake's quotes the schema);
+# Snakemake's validate then fills the defaults.
+sys.path.insert(0, workflow.basedir)  # this checkout's fcos library
+from fcos.config_check import schema_problem  # noqa: E402
+
+if (_problem := schema_problem(config, os.path.join(workflow.basedir, "config/schema.yaml"))) is not None:
+    raise WorkflowError(_problem)
 validate(config, "config/schema.yaml")
 
 include: "rules/common.smk"

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .io import write_json
+from .io import check_output_path, write_json
 
 
 def train_base_model(data_path: str | Path, model_name: str, out: str | Path,
@@ -28,6 +28,7 @@ def train_base_model(data_path: str | Path, model_name: str, out: str | Path,
     from .models import build_model
     from .train import TrainConfig, seed_everything, train_model
 
+    check_output_path(out, data_path)
     config = TrainConfig.from_dict(dict(train_options or {}))
     data = load_prepared(data_path)
     seed_everything(config.seed)
@@ -69,6 +70,7 @@ def evaluate_to_json(checkpoint: str | Path, data_path: str | Path, out: str | P
     from .data import load_prepared
     from .train import evaluate_checkpoint
 
+    check_output_path(out, checkpoint, data_path)
     metrics = evaluate_checkpoint(checkpoint, load_prepared(data_path), split=split, device=device)
     metrics.update(extra or {})
     write_json(out, metrics)
@@ -111,7 +113,12 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     from .prune.base import check_budget
     from .train import check_compatible, seed_everything
 
+    from .data.split import check_seed
+
+    check_output_path(out, checkpoint, data_path)
+    check_output_path(record_out, checkpoint, data_path, out)
     budget = check_budget(budget)
+    seed = check_seed(seed)
     payload = load_checkpoint(checkpoint)
     if builder is not None:
         info = dict(payload.get("model") or {})
@@ -158,6 +165,7 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
         "train": dict(payload.get("train") or {}),
         "extra": extra,
     }
+    # The checkpoint first: a record never describes a checkpoint that was not written.
     save_checkpoint(out, pruned)
     write_json(record_out, record)
     return record
@@ -194,6 +202,7 @@ def finetune_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     from .io import load_checkpoint, save_checkpoint
     from .train import TrainConfig, check_compatible, seed_everything, train_model
 
+    check_output_path(out, checkpoint, data_path)
     config = TrainConfig.from_dict(dict(train_options or {}))
     payload = load_checkpoint(checkpoint)
     data = load_prepared(data_path)
@@ -230,6 +239,7 @@ def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     from .prune.probes import DIAGNOSE_OPTIONS, diagnose_collapse
     from .train import check_compatible
 
+    check_output_path(out, checkpoint, data_path)
     payload = load_checkpoint(checkpoint)
     data = load_prepared(data_path)
     check_compatible(payload, data, checkpoint)
@@ -249,6 +259,7 @@ def plot_probe_curves(reports: dict[str, str | Path], out: str | Path, title: st
     from .io import read_json
     from .report.figures import plot_probe_curve
 
+    check_output_path(out, *reports.values())
     loaded = {}
     for label, path in reports.items():
         report = read_json(path)
@@ -272,10 +283,10 @@ def export_checkpoint(checkpoint: str | Path, data_path: str | Path, fmt: str, o
     from .data import load_prepared
     from .errors import DataError
     from .export import DEFAULT_ATOL, INPUT_NAME, OUTPUT_NAME, export_checked
-    from .io import load_checkpoint, refuse_to_overwrite
+    from .io import load_checkpoint
     from .train import check_compatible
 
-    refuse_to_overwrite(out, checkpoint, data_path)
+    check_output_path(out, checkpoint, data_path)
     payload = load_checkpoint(checkpoint)
     data = load_prepared(data_path)
     check_compatible(payload, data, checkpoint)
@@ -315,12 +326,12 @@ def measure_checkpoint_latency(checkpoint: str | Path, out: str | Path, *, refer
 
     from .checkpoint import model_from_checkpoint
     from .data import load_prepared
-    from .io import load_checkpoint, refuse_to_overwrite
+    from .io import load_checkpoint
     from .latency import LatencyConfig, exported_runner, measure_latency, torch_runner
     from .metrics import macs_and_params
     from .train import check_compatible
 
-    refuse_to_overwrite(out, checkpoint, reference, data_path, *exported)
+    check_output_path(out, checkpoint, reference, data_path, *exported)
     settings = LatencyConfig.from_dict(config)
     payload = load_checkpoint(checkpoint)
     length = int(payload["model"]["length"])

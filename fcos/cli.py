@@ -34,6 +34,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """A seed: the library's one rule (fcos.data.split.check_seed), checked before any work."""
+    from .data.split import check_seed
+    from .errors import ConfigError
+
+    try:
+        return check_seed(int(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}") from None
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -244,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="prepared file to write (.h5)")
     p.add_argument("--per-class-snr", type=_positive_int, default=None,
                    help="frames per (class, SNR): synthetic size, or a cap when loading a real file")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--strict", action="store_true", help="refuse real files that differ from the official release")
     p.add_argument("--min-snr", type=int, default=None, help="keep SNR >= this (the authors use 10 for RML2018)")
     p.add_argument("--val-fraction", type=_fraction, default=0.1)
@@ -260,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="directory to write (e.g. data/samples)")
     p.add_argument("--frames", type=_positive_int, default=None,
                    help="frames per (class, SNR) (default: the committed samples' 3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("train", help="train a base model on a prepared dataset")
@@ -271,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_seed)
     p.add_argument("--lr", type=float)
     p.add_argument("--l1-penalty", type=float, help="L1 coefficient (default: the authors' per-model choice)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
@@ -301,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-ratio", type=float, help="fcos-stage1: channels kept per group, in (0, 1]")
     p.add_argument("--linkage", choices=("average", "complete", "single", "ward"), help="fcos-stage1 linkage")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="any method option (repeatable)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_prune)
 
@@ -311,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--epochs", type=_positive_int)
     p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_seed)
     p.add_argument("--lr", type=float)
     p.add_argument("--device")
     p.add_argument("--max-batches-per-epoch", type=_positive_int)
@@ -362,6 +373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except FcosError as err:
         print(f"fcos: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        # Last resort for a file system error no check foresaw (e.g. a directory output lying
+        # under a file): still one line naming the path, not a traceback.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"fcos: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fcos: interrupted", file=sys.stderr)

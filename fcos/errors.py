@@ -24,3 +24,8 @@ class CheckpointError(FcosError):
 
 class ExportError(FcosError):
     """An exported model cannot be written, or does not reproduce the PyTorch model's outputs."""
+
+
+class OutputError(FcosError):
+    """An output path cannot be written: it names an input, a directory, an unwritable place,
+    or the write failed (disk full)."""

@@ -1,43 +1,139 @@
-"""Atomic file output and safe checkpoint I/O.
+"""Atomic file output, output-path checks and safe checkpoint I/O.
 
 Outputs are written to a temporary file in the destination directory and renamed into place,
-so an interrupted run never leaves a half-written file under the final name. Checkpoints are
-plain dicts of tensors and JSON-like values, loaded with ``weights_only=True`` only.
+so an interrupted or failed run (disk full included) never leaves a half-written file under the
+final name, nor a temporary file beside it. ``check_output_path`` refuses, before any work is
+done, an output that would overwrite an input or that cannot be written. Checkpoints are plain
+dicts of tensors and JSON-like values, loaded with ``weights_only=True`` only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import CheckpointError
+from .errors import CheckpointError, OutputError
+
+# Free space (bytes) under which a failed write is reported as a full file system: writers that
+# do their own I/O (torch.onnx, h5py) do not always say why a write failed.
+_FULL_BELOW_BYTES = 64 * 1024
+# errno values that mean "this output cannot be written" (rather than a missing input, say).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES,
+                 errno.EPERM}
+
+
+def check_output_path(out: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
+    """Return ``out`` as a Path after checking that a file can be written there.
+
+    Refused with an OutputError (one line naming ``out``): ``out`` names one of the ``inputs``
+    (the same file by any path: relative, absolute, through a symlink or a hard link), is a
+    directory, lies under something that is not a directory, or its nearest existing directory
+    is not writable. ``None`` inputs are skipped. Call it before doing the work.
+    """
+    final = Path(out)
+    target = final.resolve()
+    for path in inputs:
+        if path is None:
+            continue
+        source = Path(path)
+        same = source.resolve() == target
+        if not same and source.exists() and final.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(source, final)
+        if same:
+            raise OutputError(f"{out}: is the input {path}; choose another output path so the input "
+                              f"is not overwritten")
+    if final.is_dir():
+        raise OutputError(f"{out}: is a directory (expected the path of a file to write)")
+    parent = final.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"{out}: {parent} is not a directory, so nothing can be written under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: directory {parent} is not writable")
+    return final
+
+
+def check_free_space(out: str | os.PathLike, nbytes: int) -> None:
+    """Raise OutputError (``cannot write OUT: No space left on device ...``) unless the file
+    system that will hold ``out`` has ``nbytes`` free.
+
+    For writers (HDF5) that cannot be trusted to fail cleanly once the disk is full.
+    """
+    final = Path(out)
+    directory = final.parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return  # nothing to measure; the write reports its own failure
+    if free < nbytes:
+        raise OutputError(f"cannot write {final}: {os.strerror(errno.ENOSPC)} (needs about "
+                          f"{_mib(nbytes)}, {_mib(free)} free)")
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:,.1f} MiB"
+
+
+def _cannot_write(final: Path, err: BaseException) -> OutputError:
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else os.strerror(errno.ENOSPC)
+    return OutputError(f"cannot write {final}: {reason}")
+
+
+def _disk_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < _FULL_BELOW_BYTES
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` only if the block succeeds.
 
-    For writers that want a file name (h5py, torch.save, matplotlib).
+    For writers that want a file name (h5py, torch.save, matplotlib). The temporary file is
+    removed whatever happens. A failed write (an OSError such as ENOSPC or EROFS, or any error
+    while the file system is full) is raised as one OutputError line: ``cannot write PATH: why``.
     """
+    from .errors import FcosError
+
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as err:
+        raise _cannot_write(final, err) from None
     os.close(fd)
     tmp = Path(tmp_name)
-    # mkstemp creates 0600 files; give outputs the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
+        # mkstemp creates 0600 files; give outputs the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         yield tmp
         os.replace(tmp, final)
+    except FcosError:
+        raise
+    except OSError as err:
+        if err.errno not in _WRITE_ERRNOS and not _disk_full(final.parent):
+            raise
+        raise _cannot_write(final, err) from None
+    except Exception as err:
+        if not _disk_full(final.parent):
+            raise
+        raise _cannot_write(final, err) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -69,8 +165,12 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     """Save a checkpoint dict (tensors, numbers, strings, lists, dicts only), atomically."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Serialised in memory first: a failed write then surfaces as an OSError naming the cause
+    # (torch's own writer reports only "file write failed").
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_write(path, "wb") as handle:
+        handle.write(buffer.getbuffer())
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -92,14 +192,3 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise CheckpointError(f"{p}: not an fcos checkpoint (expected a dict with a 'state_dict' key)")
     return payload
-
-
-def refuse_to_overwrite(out: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
-    """Raise ConfigError if the output path ``out`` names one of the ``inputs`` (inputs are
-    never overwritten)."""
-    from .errors import ConfigError
-
-    target = Path(out).resolve()
-    for path in inputs:
-        if path is not None and Path(path).resolve() == target:
-            raise ConfigError(f"{out}: the output would overwrite an input file; choose another --out")

@@ -20,8 +20,9 @@ Every epoch's train loss, train accuracy, validation loss and accuracy and learn
 the checkpoint's ``train.history`` (the report draws them as training curves).
 
 Runs are resumable: after every epoch the full training state (model, optimizer, scheduler,
-RNG, history, best weights) is written atomically to ``<checkpoint>.resume.pt``; a restarted run
-with the same fingerprint (model, data hash, config) continues from there. On a fixed seed the
+RNG of the CPU and of every CUDA device, history, best weights) is written atomically to
+``<checkpoint>.resume.pt``; a restarted run with the same fingerprint (model, data hash, config,
+sha256 of the starting weights) continues from there, any other starts afresh. On a fixed seed the
 CPU run is deterministic, including across a resume.
 """
 
@@ -118,6 +119,9 @@ class TrainConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"train.{key}={getattr(self, key)!r} is out of range")
+        from .data.split import check_seed
+
+        check_seed(self.seed, "train.seed")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train.schedule={self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
         if isinstance(self.l1_penalty, str):
@@ -248,9 +252,53 @@ def early_stop_epoch(history: list[dict], patience: int | None, min_delta: float
     return None
 
 
-def _fingerprint(model_info: dict, dataset_hash: str, config: TrainConfig) -> dict:
-    """What a resume file must match to be continued rather than ignored."""
-    return {"model": model_info, "dataset_sha256": dataset_hash, "config": dataclasses.asdict(config)}
+def state_dict_sha256(model: nn.Module) -> str:
+    """sha256 of a model's weights: every state-dict entry's name, dtype, shape and bytes, in
+    state-dict order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _fingerprint(model_info: dict, dataset_hash: str, config: TrainConfig, start_weights: str) -> dict:
+    """What a resume file must match to be continued rather than ignored: the run's model,
+    data, config and starting weights (a resume left by another starting model is not used)."""
+    return {"model": model_info, "dataset_sha256": dataset_hash, "config": dataclasses.asdict(config),
+            "start_weights_sha256": start_weights}
+
+
+def _mismatch(found: object, expected: dict) -> str:
+    """Which parts of a resume file's fingerprint differ from this run's, in words."""
+    if not isinstance(found, dict):
+        return "it has no fingerprint"
+    names = {"model": "model", "dataset_sha256": "dataset", "config": "training config",
+             "start_weights_sha256": "starting weights"}
+    differ = [names[key] for key in expected if found.get(key) != expected[key]]
+    return f"its {', '.join(differ)} differ from this run's"
+
+
+def _rng_state() -> dict:
+    """The torch random states to save with a resume file: CPU, and every CUDA device's."""
+    state = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    cuda = state.get("cuda_rng")
+    if cuda is not None and torch.cuda.is_available():
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            log.warning("resume file saved %d CUDA random states, this machine has %d devices: "
+                        "the CUDA random state is not restored", len(cuda), torch.cuda.device_count())
 
 
 def resume_path_for(checkpoint_path: str | Path) -> Path:
@@ -293,7 +341,7 @@ def train_model(
     device = resolve_device(config.device)
     l1 = config.resolved_l1(model_info["name"])
     dataset_hash = data.manifest["sha256"]["overall"]
-    fingerprint = _fingerprint(model_info, dataset_hash, config)
+    fingerprint = _fingerprint(model_info, dataset_hash, config, state_dict_sha256(model))
 
     x_train, y_train, _ = data.split("train")
     x_val, y_val, _ = data.split("val")
@@ -323,14 +371,15 @@ def train_model(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             shuffle_gen.set_state(state["shuffle_rng"])
-            torch.set_rng_state(state["torch_rng"])
+            _restore_rng(state)
             history = list(state["history"])
             best = {"epoch": state["best_epoch"], "val_accuracy": state["best_val_accuracy"],
                     "state_dict": state["best_state_dict"]}
             start_epoch = state["epoch"] + 1
             log.warning("resuming %s from epoch %d (%s)", checkpoint_path, start_epoch, resume_file)
         else:
-            log.warning("ignoring %s: it belongs to a different model, dataset or config", resume_file)
+            log.warning("ignoring %s and starting afresh: %s", resume_file,
+                        _mismatch(state.get("fingerprint"), fingerprint))
 
     stopped = early_stop_epoch(history, config.patience, config.min_delta)
     epochs = tqdm(range(start_epoch, config.epochs), desc=f"train {model_info['name']}",
@@ -381,7 +430,7 @@ def train_model(
         save_checkpoint(resume_file, {
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "shuffle_rng": shuffle_gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "shuffle_rng": shuffle_gen.get_state(), **_rng_state(),
             "history": history, "epoch": epoch, "best_epoch": best["epoch"],
             "best_val_accuracy": best["val_accuracy"], "best_state_dict": best["state_dict"],
             "fingerprint": fingerprint,

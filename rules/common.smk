@@ -36,7 +36,11 @@ for _method in PRUNING_METHODS:
             f"config key 'methods': unknown method {_method!r}; expected base or one of "
             f"{', '.join(sorted(CHAINS))}"
         )
-STAGES = sorted({step["method"] for chain in CHAINS.values() for step in chain["steps"]})
+STAGES = fcos_chains.step_methods()
+try:
+    fcos_chains.check_method_options(config["method_options"])
+except fcos_chains.ConfigError as _err:
+    raise WorkflowError(str(_err)) from None
 
 
 wildcard_constraints:

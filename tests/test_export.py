@@ -223,7 +223,7 @@ def test_cli_export_refusal_is_exit_2_and_one_line(checkpoints, tiny_rml2016, tm
 def test_cli_export_errors(checkpoints, tiny_rml2016, tmp_path, capsys):
     checkpoint = checkpoints[("cnn1d", "fused")]
     cases = [
-        (["--format", "onnx", "--out", str(checkpoint), "--data", str(tiny_rml2016)], "overwrite an input"),
+        (["--format", "onnx", "--out", str(checkpoint), "--data", str(tiny_rml2016)], "is the input"),
         (["--format", "onnx", "--out", str(tmp_path / "x.onnx"), "--data", str(tmp_path / "none.h5")],
          "none.h5"),
         (["--format", "tflite", "--out", str(tmp_path / "x"), "--data", str(tiny_rml2016)], "tflite"),

@@ -130,10 +130,10 @@ def test_failed_write_leaves_no_file(tmp_path, rml2016_file, monkeypatch):
     out = tmp_path / "out.h5"
     real_write = prepared._write_split
 
-    def failing_write(handle, split, raw, rows):
+    def failing_write(handle, split, raw, rows, before_block=None):
         if split == "val":
             raise RuntimeError("disk full")
-        return real_write(handle, split, raw, rows)
+        return real_write(handle, split, raw, rows, before_block)
 
     monkeypatch.setattr(prepared, "_write_split", failing_write)
     with pytest.raises(RuntimeError, match="disk full"):

@@ -80,9 +80,12 @@ def test_interrupted_run_resumes_to_the_same_result(tiny_rml2016, tmp_path, monk
     assert resume_path_for(tmp_path / "resumed.pt").exists()
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
 
-    seed_everything(99)  # a different init must not matter: weights come from the resume file
-    record = train_model(build_model("cnn1d", 11, 128), data, config, tmp_path / "resumed.pt", model_info=info,
-                         progress=False)
+    # The restarted job rebuilds the same starting model (same seed), then the global RNG is
+    # scrambled: the run must continue from the resume file's weights and random state.
+    seed_everything(5)
+    restarted = build_model("cnn1d", 11, 128)
+    torch.manual_seed(99)
+    record = train_model(restarted, data, config, tmp_path / "resumed.pt", model_info=info, progress=False)
     assert len(record["history"]) == 3
     full, resumed = _weights(tmp_path / "full.pt"), _weights(tmp_path / "resumed.pt")
     assert all(torch.equal(full[k], resumed[k]) for k in full)

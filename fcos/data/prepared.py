@@ -28,11 +28,11 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ConfigError, DataError
-from ..io import atomic_path
+from ..io import atomic_path, check_free_space, check_output_path
 from .loaders import load_source
 from .rawdataset import RawDataset
 from .specs import DatasetSpec, get_spec
-from .split import SPLITS, check_fractions, check_seed, stratified_split
+from .split import SPLITS, check_fractions, check_seed, smallest_group_for_splits, stratified_split
 from .synthetic import synthesize
 
 FORMAT = "fcos-prepared/1"
@@ -41,6 +41,8 @@ FORMAT = "fcos-prepared/1"
 DEFAULT_SYNTHETIC_PER_CLASS_SNR = 200
 # Target size of one compressed HDF5 chunk of x (and of one write).
 _CHUNK_BYTES = 1 << 20
+# Room for HDF5's metadata and the chunk it holds in memory before writing: see prepare_dataset.
+_H5_MARGIN = 256 * 1024 + _CHUNK_BYTES
 _GZIP_LEVEL = 1  # I/Q noise barely compresses; level 1 gets most of the gain at little cost
 _WRITTEN_BY = "a prepared dataset file written by prepare_dataset"
 _MANIFEST_KEYS = ("format", "dataset", "classes", "length", "snrs", "counts", "sha256")
@@ -91,6 +93,7 @@ def prepare_dataset(
         DataError: the source is missing or malformed.
     """
     spec = get_spec(name)
+    out = check_output_path(out, None if str(source) == "synthetic" else source)
     val_fraction, test_fraction = check_fractions(val_fraction, test_fraction)
     seed = check_seed(seed)
     if synthetic_options is not None and not isinstance(synthetic_options, dict):
@@ -109,6 +112,7 @@ def prepare_dataset(
         source_name = Path(raw.source).name
 
     splits = stratified_split(raw.y, raw.snr, val_fraction, test_fraction, seed)
+    _check_no_empty_split(raw, splits, val_fraction, test_fraction, source_name)
     manifest = {
         "format": FORMAT,
         "dataset": spec.name,
@@ -131,12 +135,22 @@ def prepare_dataset(
         "fcos_version": __version__,
     }
 
+    # HDF5 does not fail cleanly once the disk is full (it can crash while closing the file), so
+    # the space is checked first, and again before every block (something else may be writing).
+    total = sum(_split_bytes(splits[split].size, raw.x.shape[2]) for split in SPLITS)
+    check_free_space(out, total + _H5_MARGIN)
+    written = [0]
+
+    def before_block(nbytes: int) -> None:  # what is already in the temporary file is not needed again
+        check_free_space(out, total - written[0] + _H5_MARGIN)
+        written[0] += nbytes
+
     with atomic_path(out) as tmp:
         # track_times=False on every dataset keeps timestamps out, so identical inputs give
         # identical bytes; track_order fixes the order groups and datasets are listed in.
         with h5py.File(tmp, "w", track_order=True) as handle:
             for split in SPLITS:
-                manifest["sha256"][split] = _write_split(handle, split, raw, splits[split])
+                manifest["sha256"][split] = _write_split(handle, split, raw, splits[split], before_block)
             manifest["sha256"]["overall"] = overall_sha256(manifest["sha256"])
             handle.attrs["manifest"] = json.dumps(manifest, sort_keys=True, allow_nan=False)
     return manifest
@@ -169,8 +183,33 @@ def _group_counts(raw: RawDataset, splits: dict[str, np.ndarray]) -> dict:
     return summary
 
 
-def _write_split(handle, split: str, raw: RawDataset, rows: np.ndarray) -> str:
-    """Write ``raw[rows]`` as group ``split``; return its sha256 (see ``split_sha256``)."""
+def _split_bytes(n: int, length: int) -> int:
+    """Uncompressed bytes of a split of ``n`` vectors: an upper bound of its size on disk, as
+    noisy I/Q samples barely compress."""
+    return n * (2 * length * 4 + 8 + 2)
+
+
+def _check_no_empty_split(raw: RawDataset, splits: dict, val_fraction: float, test_fraction: float,
+                          source_name: str) -> None:
+    """Refuse a split left empty although its fraction is not zero (later steps need it)."""
+    fractions = {"train": 1.0, "val": val_fraction, "test": test_fraction}
+    empty = [split for split in SPLITS if fractions[split] > 0 and splits[split].size == 0]
+    if not empty:
+        return
+    _, sizes = np.unique(np.stack([raw.y, raw.snr.astype(np.int64)]), axis=1, return_counts=True)
+    largest = int(sizes.max()) if sizes.size else 0
+    needed = smallest_group_for_splits(val_fraction, test_fraction)
+    which = " and ".join(empty)
+    raise ConfigError(
+        f"per_class_snr: {largest} frame(s) per (class, SNR) of {source_name} leave the {which} "
+        f"split{'s' if len(empty) > 1 else ''} empty (val_fraction {val_fraction}, test_fraction "
+        f"{test_fraction}); the smallest per_class_snr that fills every split is {needed}")
+
+
+def _write_split(handle, split: str, raw: RawDataset, rows: np.ndarray, before_block=None) -> str:
+    """Write ``raw[rows]`` as group ``split``; return its sha256 (see ``split_sha256``).
+
+    ``before_block(nbytes)``, when given, is called before each block of x is written."""
     length = raw.x.shape[2]
     group = handle.create_group(split, track_order=True)
     n = rows.size
@@ -186,6 +225,8 @@ def _write_split(handle, split: str, raw: RawDataset, rows: np.ndarray) -> str:
     step = rows_per_chunk * 16
     for start in range(0, n, step):
         block = np.ascontiguousarray(raw.x[rows[start:start + step]], dtype="<f4")
+        if before_block is not None:
+            before_block(block.nbytes)
         x_ds[start:start + block.shape[0]] = block
         digest.update(block.tobytes())
     y = np.ascontiguousarray(raw.y[rows], dtype="<i8")

@@ -26,12 +26,16 @@ _PURPOSE_SPLIT = 1
 _PURPOSE_SUBSAMPLE = 2
 # SeedSequence wants non-negative entropy; SNRs are negative down to -20 dB.
 _SNR_OFFSET = 1 << 15
+#: Seeds are integers in [0, SEED_LIMIT), the rule of every command: NumPy's legacy seeding
+#: (np.random.seed) takes 32 bits, and one rule for all steps lets any seed be reused anywhere.
+SEED_LIMIT = 2**32
 
 
 def check_seed(seed: object, key: str = "seed") -> int:
-    """Return ``seed`` as a non-negative int or raise a ConfigError naming ``key``."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"{key}: expected a non-negative integer, got {seed!r}")
+    """Return ``seed`` as an int in [0, 2**32) or raise a ConfigError naming ``key``."""
+    if (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
+            or not 0 <= seed < SEED_LIMIT):
+        raise ConfigError(f"{key}: expected an integer in [0, 2**32), got {seed!r}")
     return int(seed)
 
 
@@ -101,6 +105,17 @@ def _split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int
         else:
             n_test -= 1
     return n_val, n_test
+
+
+def smallest_group_for_splits(val_fraction: float, test_fraction: float) -> int:
+    """The fewest rows a (class, SNR) group needs for every split with a non-zero fraction to
+    get at least one of them (see ``_split_sizes``)."""
+    n = 1
+    while True:
+        n_val, n_test = _split_sizes(n, val_fraction, test_fraction)
+        if (n_val or not val_fraction) and (n_test or not test_fraction):
+            return n
+        n += 1
 
 
 def stratified_split(

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import zlib
 from typing import Any, Callable, Sequence
 
@@ -64,6 +65,7 @@ from ..errors import ConfigError
 from . import channel as ch
 from .modulators import CATALOG, modulate
 from .rawdataset import RawDataset
+from .split import check_seed
 from .specs import DatasetSpec, get_spec
 
 #: Bumped whenever a change alters the generated arrays for unchanged arguments.
@@ -281,8 +283,7 @@ def _check_args(spec: DatasetSpec, per_class_snr: Any, seed: Any,
     if isinstance(per_class_snr, bool) or not isinstance(per_class_snr, (int, np.integer)) \
             or per_class_snr < 1:
         raise ConfigError(f"per_class_snr: expected a positive integer, got {per_class_snr!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
+    seed = check_seed(seed)
     if snrs is None:
         grid = list(spec.snrs)
     elif isinstance(snrs, (str, bytes)):
@@ -338,6 +339,18 @@ def generate_batch(class_name: str, snr: int, n: int, rng: np.random.Generator,
     return out
 
 
+def _check_memory(nbytes: int, per_class_snr: int) -> None:
+    """Refuse a synthetic set whose I/Q array alone would not fit in this machine's memory."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not every platform reports it
+        return
+    if nbytes > physical:
+        raise ConfigError(f"per_class_snr: {per_class_snr} frames per (class, SNR) would need "
+                          f"{nbytes / 2**30:,.1f} GiB for the signals alone; this machine has "
+                          f"{physical / 2**30:,.1f} GiB of memory")
+
+
 def synthesize(name: str, per_class_snr: int, seed: int, snrs: Sequence[int] | None = None,
                *, progress: bool = False, **options: Any) -> RawDataset:
     """Generate a seeded synthetic stand-in for dataset ``name``.
@@ -366,6 +379,7 @@ def synthesize(name: str, per_class_snr: int, seed: int, snrs: Sequence[int] | N
         raise RuntimeError(f"no synthetic modulator for {spec.name} classes {missing}")
 
     n_total = spec.num_classes * len(grid) * per_class_snr
+    _check_memory(n_total * 2 * spec.length * 4, per_class_snr)
     x = np.empty((n_total, 2, spec.length), dtype=np.float32)
     y = np.repeat(np.arange(spec.num_classes, dtype=np.int64), len(grid) * per_class_snr)
     snr = np.tile(np.repeat(np.asarray(grid, dtype=np.int16), per_class_snr), spec.num_classes)

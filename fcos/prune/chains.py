@@ -87,3 +87,26 @@ def step_budget(method: str, index: int, budget: float | None) -> float | None:
 def recovery_share(method: str, index: int) -> float:
     """The most of the recovery budget the fine-tuning after step ``index`` (1-based) may use."""
     return float(chain_steps(method)[index - 1].get("recovery_share", 1.0))
+
+
+def step_methods() -> list[str]:
+    """The pruning methods the chains' steps run (every method registered in fcos.prune)."""
+    return sorted({step["method"] for chain in method_chains().values() for step in chain["steps"]})
+
+
+def check_method_options(method_options: Any) -> None:
+    """Refuse a ``method_options`` config entry whose keys are not pruning step methods, or whose
+    values are not mappings (ConfigError naming the key; the option names themselves are checked
+    by each method when it runs)."""
+    if not isinstance(method_options, dict):
+        raise ConfigError(f"config key 'method_options': expected a mapping of pruning method to options, "
+                          f"got {type(method_options).__name__}")
+    known = step_methods()
+    for key, options in method_options.items():
+        if key not in known:
+            raise ConfigError(f"config key 'method_options.{key}': unknown pruning method; expected one of "
+                              f"{', '.join(known)}")
+        if not isinstance(options, dict):
+            raise ConfigError(f"config key 'method_options.{key}': expected a mapping of option names to "
+                              f"values, got {options!r}")
+

@@ -1,0 +1,32 @@
+"""Checking a configuration against its JSON schema, reporting the first problem in one line.
+
+jsonschema's own message for a failed check quotes the whole (sub)schema, which for the workflow
+config is hundreds of lines; a user needs the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+
+
+def _key(path) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+def schema_problem(config: Any, schema_path: str | os.PathLike) -> str | None:
+    """None when ``config`` satisfies the schema in ``schema_path`` (YAML or JSON), else one line:
+    ``config key 'a.b': <what is wrong>`` for the most relevant error."""
+    from jsonschema import validators
+    from jsonschema.exceptions import best_match
+
+    with open(schema_path, encoding="utf-8") as handle:
+        schema = yaml.safe_load(handle)
+    validator = validators.validator_for(schema)(schema)
+    error = best_match(validator.iter_errors(config))
+    if error is None:
+        return None
+    message = " ".join(error.message.split())
+    return f"config key '{_key(error.absolute_path)}': {message}"
