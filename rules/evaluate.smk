@@ -16,6 +16,7 @@ rule evaluate_base:
     resources:
         mem_mb=lambda wildcards: step_resources("evaluate", "mem_mb"),
         runtime=lambda wildcards: step_resources("evaluate", "runtime"),
+        gpu=lambda wildcards: step_resources("evaluate", "gpu"),
     conda:
         "../environment.yml"
     script:
@@ -44,6 +45,7 @@ rule evaluate_method:
     resources:
         mem_mb=lambda wildcards: step_resources("evaluate", "mem_mb"),
         runtime=lambda wildcards: step_resources("evaluate", "runtime"),
+        gpu=lambda wildcards: step_resources("evaluate", "gpu"),
     conda:
         "../environment.yml"
     script:
@@ -72,6 +74,7 @@ rule evaluate_step:
     resources:
         mem_mb=lambda wildcards: step_resources("evaluate", "mem_mb"),
         runtime=lambda wildcards: step_resources("evaluate", "runtime"),
+        gpu=lambda wildcards: step_resources("evaluate", "gpu"),
     conda:
         "../environment.yml"
     script:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -249,6 +250,12 @@ def test_slurm_profile_builds_the_paper_dag(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "signet50" in out.stdout and "slimming" in out.stdout
     assert "rml2018/signet50" not in out.stdout, "config exclude pairs are not run"
+    # every job asks SLURM for the GPUs the paper config gives its step (train: 1, evaluate: 1)
+    blocks = re.findall(r"^rule (\w+):\n(.*?)^\s*resources: (.*?)$", out.stdout, re.M | re.S)
+    gpus = {rule: {res.split("gpu=")[1].split(",")[0] if "gpu=" in res else None
+                   for r, _, res in blocks if r == rule} for rule, _, _ in blocks}
+    for rule in ("train_base", "prune_step", "finetune_step", "evaluate_base", "evaluate_method", "evaluate_step"):
+        assert gpus.get(rule) == {"1"}, (rule, gpus.get(rule))
 
 
 @pytest.mark.parametrize("patch, needle", [
