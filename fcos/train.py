@@ -24,6 +24,12 @@ RNG of the CPU and of every CUDA device, history, best weights) is written atomi
 ``<checkpoint>.resume.pt``; a restarted run with the same fingerprint (model, data hash, config,
 sha256 of the starting weights) continues from there, any other starts afresh. On a fixed seed the
 CPU run is deterministic, including across a resume.
+
+Devices and data: the device is chosen once per run (``device``, see ``fcos.device``); on CUDA
+the forward pass may run in mixed precision (``mixed_precision``) and batches are prefetched by
+``loader_workers`` threads into pinned memory. Batches come from the split arrays, or, for a
+split larger than the memory limit of ``fcos.data.load_prepared``, are read from the file by row
+(``fcos.batches``): the same batches either way, so the same results.
 """
 
 from __future__ import annotations
@@ -44,7 +50,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
+from .batches import batches
 from .checkpoint import CHECKPOINT_FORMAT, model_from_checkpoint
+from .device import autocast, check_precision, effective_precision, grad_scaler, loader_settings
+from .device import resolve_device  # noqa: F401 - re-exported: callers import it from here
 from .errors import CheckpointError, ConfigError
 from .io import load_checkpoint, save_checkpoint
 
@@ -82,6 +91,10 @@ class TrainConfig:
         patience: early stopping after this many epochs without a validation improvement of
             more than min_delta (None = run all epochs).
         min_delta: improvement (accuracy fraction) that resets the patience counter.
+        mixed_precision: "off", "bf16" or "fp16" (with loss scaling) autocast of the forward
+            pass; used on CUDA only (a CPU run is float32 whatever this says).
+        loader_workers: threads reading batches ahead; None = automatic (4 on CUDA, with
+            pinned memory; 0 on a CPU).
     """
 
     epochs: int = 30
@@ -100,6 +113,8 @@ class TrainConfig:
     final_lr_fraction: float = 0.0
     patience: int | None = None
     min_delta: float = 0.0
+    mixed_precision: str = "off"
+    loader_workers: int | None = None
 
     def validate(self) -> "TrainConfig":
         checks = {
@@ -115,6 +130,9 @@ class TrainConfig:
             "final_lr_fraction": 0 <= self.final_lr_fraction <= 1,
             "patience": self.patience is None or self.patience >= 1,
             "min_delta": self.min_delta >= 0,
+            "loader_workers": self.loader_workers is None or (
+                isinstance(self.loader_workers, int) and not isinstance(self.loader_workers, bool)
+                and self.loader_workers >= 0),
         }
         for key, ok in checks.items():
             if not ok:
@@ -124,6 +142,7 @@ class TrainConfig:
         check_seed(self.seed, "train.seed")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train.schedule={self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        check_precision(self.mixed_precision)
         if isinstance(self.l1_penalty, str):
             if self.l1_penalty != "auto":
                 raise ConfigError(f"train.l1_penalty={self.l1_penalty!r}: expected a number >= 0 or 'auto'")
@@ -145,19 +164,6 @@ class TrainConfig:
         return float(self.l1_penalty)
 
 
-def resolve_device(device: str) -> torch.device:
-    """Map "auto" to CUDA when available, else CPU; validate explicit names."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"train.device={device!r}: expected 'auto', 'cpu' or 'cuda[:N]'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={device!r}: CUDA is not available on this machine")
-    return dev
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch RNGs and ask torch for deterministic kernels."""
     import random
@@ -170,22 +176,23 @@ def seed_everything(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _as_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
-
-
 @torch.no_grad()
-def predict(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 512,
+def predict(model: nn.Module, x, batch_size: int = 512,
             device: torch.device | str = "cpu", progress: bool = False) -> np.ndarray:
-    """Return predicted class indices, shape (N,), for inputs ``x`` of shape (N, 2, L)."""
+    """Return predicted class indices, shape (N,), for inputs ``x`` of shape (N, 2, L).
+
+    ``x``: an array, a tensor or a ``SplitRows`` view (read batch by batch). Runs in float32.
+    """
     device = torch.device(device)
+    workers, pin = loader_settings(device, None)
     model.eval()
-    xs = torch.as_tensor(x, dtype=torch.float32)
-    out = np.empty(len(xs), dtype=np.int64)
-    starts = range(0, len(xs), batch_size)
-    for start in tqdm(starts, desc="predict", disable=not progress, leave=False):
-        logits = model(xs[start:start + batch_size].to(device))
-        out[start:start + batch_size] = logits.argmax(dim=1).cpu().numpy()
+    out = np.empty(len(x), dtype=np.int64)
+    stream = batches(x, None, batch_size, device, workers=workers, pin_memory=pin)
+    start = 0
+    for xb, _ in tqdm(stream, total=-(-len(x) // batch_size), desc="predict", disable=not progress,
+                      leave=False):
+        out[start:start + len(xb)] = model(xb).argmax(dim=1).cpu().numpy()
+        start += len(xb)
     return out
 
 
@@ -196,21 +203,20 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int, de
 
 
 @torch.no_grad()
-def loss_and_accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int,
+def loss_and_accuracy(model: nn.Module, x, y: np.ndarray, batch_size: int,
                       device: torch.device) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` (eval mode) on (x (N, 2, L), y (N,))."""
+    """Mean cross-entropy and accuracy of ``model`` (eval mode, float32) on (x (N, 2, L), y (N,));
+    ``x`` as for ``predict``."""
     if len(y) == 0:
         return float("nan"), float("nan")
     model.eval()
-    xs = torch.as_tensor(x, dtype=torch.float32)
-    ys = torch.as_tensor(y, dtype=torch.int64)
+    workers, pin = loader_settings(device, None)
     loss_sum, correct = 0.0, 0
-    for start in range(0, len(ys), batch_size):
-        logits = model(xs[start:start + batch_size].to(device))
-        target = ys[start:start + batch_size].to(device)
+    for xb, target in batches(x, y, batch_size, device, workers=workers, pin_memory=pin):
+        logits = model(xb)
         loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
         correct += int((logits.argmax(dim=1) == target).sum())
-    return loss_sum / len(ys), correct / len(ys)
+    return loss_sum / len(y), correct / len(y)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
@@ -347,7 +353,12 @@ def train_model(
     x_val, y_val, _ = data.split("val")
     if len(y_train) == 0:
         raise ConfigError(f"{data.path}: the train split is empty")
-    xt, yt = _as_tensors(x_train, y_train)
+    yt = torch.from_numpy(y_train.astype(np.int64))
+    precision = effective_precision(device, config.mixed_precision)
+    if precision != config.mixed_precision:
+        log.warning("train.mixed_precision=%s is used on CUDA only; %s trains in float32",
+                    config.mixed_precision, device)
+    workers, pin = loader_settings(device, config.loader_workers)
 
     n = len(yt)
     steps = math.ceil(n / config.batch_size)
@@ -357,6 +368,7 @@ def train_model(
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler, per_batch = _scheduler(optimizer, config, steps)
+    scaler = grad_scaler(device, config.mixed_precision)
     shuffle_gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)  # dropout masks
 
@@ -370,6 +382,8 @@ def train_model(
             model.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if state.get("grad_scaler"):
+                scaler.load_state_dict(state["grad_scaler"])
             shuffle_gen.set_state(state["shuffle_rng"])
             _restore_rng(state)
             history = list(state["history"])
@@ -391,11 +405,12 @@ def train_model(
         order = torch.randperm(n, generator=shuffle_gen)
         loss_sum, correct, seen = 0.0, 0, 0
         tic = time.perf_counter()
-        for step in range(steps):
-            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
-            xb, yb = xt[idx].to(device), yt[idx].to(device)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+        stream = batches(x_train, yt, config.batch_size, device, order=order, steps=steps,
+                         workers=workers, pin_memory=pin)
+        for step, (xb, yb) in enumerate(stream):
+            with autocast(device, precision):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
             if l1 > 0:
                 loss = loss + l1 * sum(p.abs().sum() for p in model.parameters())
             if not torch.isfinite(loss):
@@ -404,8 +419,9 @@ def train_model(
                     f"lower train.lr (now {config.lr}) or check the data"
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()  # a pass-through unless fp16 on CUDA
+            scaler.step(optimizer)
+            scaler.update()
             if per_batch:
                 scheduler.step()
             loss_sum += loss.item() * len(yb)
@@ -430,6 +446,7 @@ def train_model(
         save_checkpoint(resume_file, {
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "grad_scaler": scaler.state_dict(),
             "shuffle_rng": shuffle_gen.get_state(), **_rng_state(),
             "history": history, "epoch": epoch, "best_epoch": best["epoch"],
             "best_val_accuracy": best["val_accuracy"], "best_state_dict": best["state_dict"],
@@ -440,6 +457,7 @@ def train_model(
         "config": dataclasses.asdict(config),
         "l1_penalty_resolved": l1,
         "device": str(device),
+        "mixed_precision": precision,
         "history": history,
         "best_epoch": best["epoch"],
         "best_val_accuracy": best["val_accuracy"],

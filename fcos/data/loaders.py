@@ -9,7 +9,9 @@ Accepted sources (``path`` may name the file itself or the directory holding it)
 - ``rml2018``: ``GOLD_XYZ_OSC.0001_1024.hdf5`` with datasets ``X`` (N, 1024, 2) float,
   ``Y`` one-hot (N, 24) numeric, ``Z`` SNR (N, 1) or (N,) numeric. ``Y`` and ``Z`` are read
   first; the signals ``X`` (21 GB in the release) are only read for the selected rows, in
-  chunks, and transposed to (N, 2, 1024).
+  chunks, and transposed to (N, 2, 1024). With ``lazy_signals=True`` they are not read at
+  all here: ``RawDataset.x`` is then an ``RML2018Rows`` view that reads (and checks) the rows
+  asked for, so ``prepare`` can stream them into the prepared file without holding them.
 - ``sig2019``: the authors' layout is not public, so this documented layout is accepted:
   a directory holding ``signals.npy`` (N, 2, 512) float, ``labels.npy`` (N,) int label index into
   ``DATASETS["sig2019"].classes`` and ``snrs.npy`` (N,) int SNR in dB -- or, with no
@@ -65,6 +67,7 @@ def load_source(
     per_class_snr: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    lazy_signals: bool = False,
 ) -> RawDataset:
     """Read a real dataset file into a validated ``RawDataset``.
 
@@ -78,6 +81,9 @@ def load_source(
             ``seed`` per group; None keeps all. Applied before the signals are read.
         seed: non-negative int for ``per_class_snr`` subsampling.
         progress: show a tqdm bar while reading large files.
+        lazy_signals: for ``rml2018``, leave the signals in the file: ``x`` is an
+            ``RML2018Rows`` view (rows read on indexing, non-finite values refused then).
+            Ignored by the other loaders, whose files are small.
 
     Returns:
         RawDataset with x float32 (N, 2, L), y int64 (N,), snr int16 (N,), rows ordered by the
@@ -108,7 +114,10 @@ def load_source(
     seed = check_seed(seed)
     options = {"min_snr": min_snr, "per_class_snr": per_class_snr, "seed": seed}
     readers = {"rml2016": _load_rml2016, "rml2018": _load_rml2018, "sig2019": _load_sig2019}
-    raw = readers[spec.name](spec, Path(path), options, progress)
+    if spec.name == "rml2018":
+        raw = _load_rml2018(spec, Path(path), options, progress, lazy_signals)
+    else:
+        raw = readers[spec.name](spec, Path(path), options, progress)
     _check_against_official(raw, options, strict)
     return raw.validate()
 
@@ -332,7 +341,8 @@ def _load_rml2016(spec: DatasetSpec, path: Path, options: dict, progress: bool) 
 # RML2018.01A: HDF5, read by selected rows
 
 
-def _load_rml2018(spec: DatasetSpec, path: Path, options: dict, progress: bool) -> RawDataset:
+def _load_rml2018(spec: DatasetSpec, path: Path, options: dict, progress: bool,
+                  lazy_signals: bool = False) -> RawDataset:
     file = _resolve_file(path, spec)
     layout = (f"X (N, {spec.length}, 2) float32, Y one-hot (N, {spec.num_classes}), Z SNR (N, 1)")
     try:
@@ -364,7 +374,8 @@ def _load_rml2018(spec: DatasetSpec, path: Path, options: dict, progress: bool) 
             rows = _select_rows(y, snr, options)
             if rows.size == 0:
                 raise DataError(f"{file}: no vectors left after min_snr={options['min_snr']}")
-            x = _read_rows_transposed(X, rows, file, progress)
+            x = (RML2018Rows(file, rows, spec.length) if lazy_signals
+                 else _read_rows_transposed(X, rows, file, progress))
     except OSError as err:  # h5py reports read failures of a damaged file as OSError
         raise DataError(f"{file}: HDF5 read failed ({str(err).splitlines()[0]})") from None
     info = {"loader": "rml2018-hdf5", "file": file.name, "file_bytes": file.stat().st_size,
@@ -414,6 +425,38 @@ def _read_rows_transposed(X, rows: np.ndarray, file: Path, progress: bool) -> np
     if bad:
         _raise_non_finite(bad, file)
     return out
+
+
+class RML2018Rows:
+    """Selected rows of an RML2018 file's ``X``, read only when indexed, as (k, 2, L) float32.
+
+    Indexing takes a slice or an ascending integer array of positions into the selection
+    (what ``prepare`` asks for); each read opens the file, reads chunk by chunk (see
+    ``_read_rows_transposed``) and raises the one-line DataError on non-finite values.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 3
+
+    def __init__(self, file: Path, rows: np.ndarray, length: int):
+        self.file = Path(file)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.shape = (int(self.rows.size), 2, int(length))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        positions = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index)
+        if positions.ndim != 1 or (positions.size > 1 and np.any(np.diff(positions) <= 0)):
+            raise IndexError("RML2018Rows: expected a slice or ascending 1-D positions")
+        if positions.size == 0:
+            return np.empty((0,) + self.shape[1:], np.float32)
+        try:
+            with h5py.File(self.file, "r") as handle:
+                return _read_rows_transposed(handle["X"], self.rows[positions], self.file, False)
+        except OSError as err:
+            raise DataError(f"{self.file}: HDF5 read failed ({str(err).splitlines()[0]})") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,10 @@ class RawDataset:
     """All vectors of one dataset source.
 
     Attributes:
-        x: float32 array (N, 2, L): row 0 is I, row 1 is Q; L == spec.length.
+        x: float32 array (N, 2, L): row 0 is I, row 1 is Q; L == spec.length. Or a row view
+            of a file too large to hold (``fcos.data.loaders.RML2018Rows``: ``shape``,
+            ``dtype``, indexing by slices and ascending positions), which checks finiteness
+            itself as rows are read.
         y: int64 array (N,): label index into ``spec.classes``.
         snr: int16 array (N,): SNR label in dB.
         spec: the dataset specification the arrays follow.
@@ -53,7 +56,10 @@ class RawDataset:
         def fail(message: str) -> None:
             raise DataError(f"{where}: {message}")
 
-        for name, arr in (("x", self.x), ("y", self.y), ("snr", self.snr)):
+        in_memory = isinstance(self.x, np.ndarray)
+        if not in_memory and not all(hasattr(self.x, a) for a in ("shape", "dtype", "__getitem__")):
+            fail(f"x must be a numpy array or a row view, got {type(self.x).__name__}")
+        for name, arr in (("y", self.y), ("snr", self.snr)):
             if not isinstance(arr, np.ndarray):
                 fail(f"{name} must be a numpy array, got {type(arr).__name__}")
         if self.x.dtype != np.float32:
@@ -71,7 +77,7 @@ class RawDataset:
             fail(f"y must have shape ({n},), got {tuple(self.y.shape)}")
         if self.snr.shape != (n,):
             fail(f"snr must have shape ({n},), got {tuple(self.snr.shape)}")
-        if not np.isfinite(self.x).all():
+        if in_memory and not np.isfinite(self.x).all():
             bad = int((~np.isfinite(self.x)).any(axis=(1, 2)).sum())
             fail(f"x has non-finite values in {bad} vectors")
         lo, hi = int(self.y.min()), int(self.y.max())

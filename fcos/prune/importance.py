@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..batches import gather
 from ..errors import ConfigError
 from .groups import ChannelGroup
 from .modes import eval_mode
@@ -280,7 +281,7 @@ def taylor_scores(model: nn.Module, groups: Sequence[ChannelGroup], data: Any, *
             for batch in tqdm(range(batches), desc="taylor", disable=not progress, leave=False):
                 rows = order[batch * batch_size:(batch + 1) * batch_size]
                 model.zero_grad(set_to_none=True)
-                F.cross_entropy(model(xs[rows].to(device)), ys[rows].to(device)).backward()
+                F.cross_entropy(model(gather(xs, rows).to(device)), ys[rows].to(device)).backward()
                 for group in groups:
                     for index, (_, module, norm) in enumerate(learned_producers(model, group)):
                         sums[group.name][index] += _taylor_contribution(module, norm).cpu() ** 2

@@ -12,17 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..batches import as_source, gather
 from ..errors import ConfigError
 
 BATCH_NORM = nn.modules.batchnorm._BatchNorm
 
 
-def train_tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def train_tensors(data: Any) -> tuple[Any, torch.Tensor]:
+    """(signals to ``gather`` batches from: a tensor, or the file view of a large split, labels)."""
     x, y, _ = data.split("train")
     if len(y) == 0:
         raise ConfigError("the train split is empty")
-    return (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-            torch.from_numpy(np.asarray(y, dtype=np.int64)))
+    return as_source(x), torch.from_numpy(np.asarray(y, dtype=np.int64))
 
 
 def sparsity_training(model: nn.Module, data: Any, *, epochs: int, penalty: float, lr: float,
@@ -53,7 +54,7 @@ def sparsity_training(model: nn.Module, data: Any, *, epochs: int, penalty: floa
             loss_sum = cross_entropy_sum = 0.0
             for step in range(steps):
                 rows = order[step * batch_size:(step + 1) * batch_size]
-                xb, yb = xs[rows].to(device), ys[rows].to(device)
+                xb, yb = gather(xs, rows).to(device), ys[rows].to(device)
                 cross_entropy = F.cross_entropy(model(xb), yb)
                 loss = cross_entropy + penalty * sum(norm.weight.abs().sum() for norm in norms)
                 if not torch.isfinite(loss):
