@@ -302,15 +302,31 @@ class PreparedDataset:
         if name not in SPLITS:
             raise ConfigError(f"split: unknown split {name!r} (expected one of {', '.join(SPLITS)})")
         if name not in self._cache:
-            with _open(self.path) as handle:
-                group = handle[name]
-                arrays = (group["x"][...], group["y"][...], group["snr"][...])
-            if split_sha256(*arrays) != self.manifest["sha256"].get(name):
-                raise DataError(f"{self.path}: split {name!r} does not match its sha256 in the manifest "
+            damaged = DataError(f"{self.path}: split {name!r} does not match its sha256 in the manifest "
                                 f"(file modified or damaged; prepare it again)")
+            try:
+                with _open(self.path) as handle:
+                    group = handle[name]
+                    arrays = (group["x"][...], group["y"][...], group["snr"][...])
+            except OSError:  # a damaged compressed chunk fails to decompress
+                raise damaged from None
+            if split_sha256(*arrays) != self.manifest["sha256"].get(name):
+                raise damaged
             # Native byte order, in case the file was written on a big-endian machine.
             self._cache[name] = tuple(a.astype(a.dtype.newbyteorder("="), copy=False) for a in arrays)
         return self._cache[name]
+
+
+def verify_prepared(path: str | os.PathLike) -> dict:
+    """Check a prepared file's structure and every split's sha256; return its manifest.
+
+    Raises:
+        DataError: one line naming the file and the first inconsistency or damaged split.
+    """
+    data = load_prepared(path)
+    for split in SPLITS:
+        data.split(split)
+    return data.manifest
 
 
 def load_prepared(path: str | os.PathLike) -> PreparedDataset:
