@@ -82,13 +82,18 @@ def _check_zip_records(p: Path) -> None:
     records fail their CRC-32 (torch.load itself does not check them)."""
     import zipfile
 
-    if not zipfile.is_zipfile(p):
+    errors = (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError)
+    try:
+        is_zip = zipfile.is_zipfile(p)
+    except errors:  # a damaged end-of-directory record
+        is_zip = True
+    if not is_zip:
         raise CheckpointError(f"{p}: not a loadable fcos checkpoint (no zip directory: truncated, "
                               f"or not written by torch.save)")
     try:
         with zipfile.ZipFile(p) as archive:
             bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as err:
+    except errors as err:
         raise CheckpointError(f"{p}: checksum mismatch (file damaged or edited): "
                               f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     if bad is not None:
