@@ -65,13 +65,19 @@ def user_base_model(builder: Any, num_classes: int, length: int):
 
 
 def evaluate_to_json(checkpoint: str | Path, data_path: str | Path, out: str | Path,
-                     split: str = "test", device: str = "auto", extra: dict | None = None) -> dict:
-    """Evaluate a checkpoint on a prepared split and write the metrics JSON (see evaluate_checkpoint)."""
+                     split: str = "test", device: str = "auto", extra: dict | None = None,
+                     allow_other_split: bool = False) -> dict:
+    """Evaluate a checkpoint on a prepared split and write the metrics JSON (see evaluate_checkpoint).
+
+    A checkpoint trained on another prepared file (another split of the same raw data, whose
+    test set may overlap the checkpoint's training set) is refused unless ``allow_other_split``,
+    which evaluates with a warning."""
     from .data import load_prepared
     from .train import evaluate_checkpoint
 
     check_output_path(out, checkpoint, data_path)
-    metrics = evaluate_checkpoint(checkpoint, load_prepared(data_path), split=split, device=device)
+    metrics = evaluate_checkpoint(checkpoint, load_prepared(data_path), split=split, device=device,
+                                  allow_other_split=allow_other_split)
     metrics.update(extra or {})
     write_json(out, metrics)
     return metrics
@@ -104,10 +110,10 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
 
     import torch
 
-    from .checkpoint import CHECKPOINT_FORMAT, base_model, is_user_model, merge_architecture, \
-        model_from_checkpoint
+    from .checkpoint import CHECKPOINT_FORMAT, base_model, is_user_model, load_model_checkpoint, \
+        merge_architecture, model_from_checkpoint
     from .data import load_prepared
-    from .io import load_checkpoint, save_checkpoint
+    from .io import save_checkpoint
     from .metrics import macs_and_params
     from .prune import prune_model
     from .prune.base import check_budget
@@ -119,7 +125,7 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     check_output_path(record_out, checkpoint, data_path, out)
     budget = check_budget(budget)
     seed = check_seed(seed)
-    payload = load_checkpoint(checkpoint)
+    payload = load_model_checkpoint(checkpoint)
     if builder is not None:
         info = dict(payload.get("model") or {})
         _, info["builder"] = user_base_model(builder, int(info["num_classes"]), int(info["length"]))
@@ -171,6 +177,23 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     return record
 
 
+def seal_checkpoint(checkpoint: str | Path, out: str | Path) -> dict:
+    """Write a sealed copy (fcos.sealing) of a checkpoint written before checkpoints carried a
+    checksum, after checking its structure and, for a model checkpoint, that the model rebuilds
+    from it. A sealed input is verified first (a damaged file is never re-sealed). Returns
+    {"checkpoint", "out", "was_sealed", "kind"}."""
+    from .checkpoint import model_from_checkpoint, validate_model_payload
+    from .io import load_checkpoint, save_checkpoint
+
+    check_output_path(out, checkpoint)
+    payload = load_checkpoint(checkpoint, require_seal=False)
+    kind = "resume state" if "fingerprint" in payload else "model"
+    if kind == "model":
+        model_from_checkpoint(validate_model_payload(payload, str(checkpoint)))
+    save_checkpoint(out, payload)
+    return {"checkpoint": str(checkpoint), "out": str(out), "was_sealed": "checksum" in payload, "kind": kind}
+
+
 def _recovery_after(recovery: dict | None, step: str, epochs: int) -> dict:
     """The recovery account (epochs trained since the base model, per step) after one more step."""
     recovery = dict(recovery or {"epochs": 0, "steps": []})
@@ -197,14 +220,14 @@ def finetune_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     """
     import dataclasses
 
-    from .checkpoint import model_from_checkpoint
+    from .checkpoint import load_model_checkpoint, model_from_checkpoint
     from .data import load_prepared
-    from .io import load_checkpoint, save_checkpoint
+    from .io import save_checkpoint
     from .train import TrainConfig, check_compatible, seed_everything, train_model
 
     check_output_path(out, checkpoint, data_path)
     config = TrainConfig.from_dict(dict(train_options or {}))
-    payload = load_checkpoint(checkpoint)
+    payload = load_model_checkpoint(checkpoint)
     data = load_prepared(data_path)
     check_compatible(payload, data, checkpoint)
     extra = dict(payload.get("extra") or {})
@@ -233,14 +256,13 @@ def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
 
     ``options`` may hold any lacd method option; only the diagnosis ones are used here.
     """
-    from .checkpoint import model_from_checkpoint
+    from .checkpoint import load_model_checkpoint, model_from_checkpoint
     from .data import load_prepared
-    from .io import load_checkpoint
     from .prune.probes import DIAGNOSE_OPTIONS, diagnose_collapse
     from .train import check_compatible
 
     check_output_path(out, checkpoint, data_path)
-    payload = load_checkpoint(checkpoint)
+    payload = load_model_checkpoint(checkpoint)
     data = load_prepared(data_path)
     check_compatible(payload, data, checkpoint)
     chosen = {k: v for k, v in (options or {}).items() if k in DIAGNOSE_OPTIONS}
@@ -279,15 +301,14 @@ def export_checkpoint(checkpoint: str | Path, data_path: str | Path, fmt: str, o
     import torch
 
     from . import __version__
-    from .checkpoint import model_from_checkpoint
+    from .checkpoint import load_model_checkpoint, model_from_checkpoint
     from .data import load_prepared
     from .errors import DataError
     from .export import DEFAULT_ATOL, INPUT_NAME, OUTPUT_NAME, export_checked
-    from .io import load_checkpoint
     from .train import check_compatible
 
     check_output_path(out, checkpoint, data_path)
-    payload = load_checkpoint(checkpoint)
+    payload = load_model_checkpoint(checkpoint)
     data = load_prepared(data_path)
     check_compatible(payload, data, checkpoint)
     x, _, _ = data.split(split)
@@ -324,21 +345,20 @@ def measure_checkpoint_latency(checkpoint: str | Path, out: str | Path, *, refer
     """
     import torch
 
-    from .checkpoint import model_from_checkpoint
+    from .checkpoint import load_model_checkpoint, model_from_checkpoint
     from .data import load_prepared
-    from .io import load_checkpoint
     from .latency import LatencyConfig, exported_runner, measure_latency, torch_runner
     from .metrics import macs_and_params
     from .train import check_compatible
 
     check_output_path(out, checkpoint, reference, data_path, *exported)
     settings = LatencyConfig.from_dict(config)
-    payload = load_checkpoint(checkpoint)
+    payload = load_model_checkpoint(checkpoint)
     length = int(payload["model"]["length"])
     runners = {}
     reference_macs = None
     if reference is not None:
-        base_payload = load_checkpoint(reference)
+        base_payload = load_model_checkpoint(reference)
         if base_payload["model"]["length"] != length or \
                 base_payload["model"]["num_classes"] != payload["model"]["num_classes"]:
             from .errors import CheckpointError

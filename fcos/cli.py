@@ -89,9 +89,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .data import read_manifest
+    from .data import verify_prepared
 
-    _print_json(read_manifest(args.file))
+    _print_json(verify_prepared(args.file))
     return 0
 
 
@@ -148,9 +148,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate_to_json
 
-    metrics = evaluate_to_json(args.checkpoint, args.data, args.out, split=args.split, device=args.device)
+    metrics = evaluate_to_json(args.checkpoint, args.data, args.out, split=args.split, device=args.device,
+                               allow_other_split=args.allow_other_split)
     print(f"wrote {args.out}: accuracy {metrics['accuracy']:.4f} on {metrics['n_test']} "
           f"{args.split} examples, {metrics['macs']:,} MACs, {metrics['params']:,} params")
+    return 0
+
+
+def cmd_seal(args: argparse.Namespace) -> int:
+    from .api import seal_checkpoint
+
+    record = seal_checkpoint(args.checkpoint, args.out)
+    note = "it was already sealed and verifies" if record["was_sealed"] else "structure checked"
+    print(f"wrote {args.out}: sealed copy of {args.checkpoint} ({record['kind']}; {note})")
     return 0
 
 
@@ -263,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("inspect", help="print a prepared file's manifest as JSON")
+    p = sub.add_parser("inspect", help="verify a prepared file (structure, every split's sha256); print its manifest as JSON")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_inspect)
 
@@ -296,7 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
     p.add_argument("--device", default="auto")
+    p.add_argument("--allow-other-split", action="store_true",
+                   help="evaluate a checkpoint trained on another prepared file (warns; its test vectors "
+                        "may be training vectors of the checkpoint)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("seal", help="write a checksummed copy of a checkpoint written before checkpoints were sealed")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="sealed checkpoint to write")
+    p.set_defaults(func=cmd_seal)
 
     p = sub.add_parser("prune", help="apply a pruning method to a checkpoint (then run 'fcos finetune')")
     p.add_argument("method", help="fcos-stage1, lacd, l1, fpgm, slimming, taylor, random-channel, lcp, sr-init, "

@@ -162,33 +162,75 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
-    """Save a checkpoint dict (tensors, numbers, strings, lists, dicts only), atomically."""
+    """Save a checkpoint dict (tensors, numbers, strings, lists, dicts only), sealed with its
+    checksum (fcos.sealing), atomically."""
     import torch
 
+    from .sealing import seal
+
+    sealed = seal(payload, str(path))
     # Serialised in memory first: a failed write then surfaces as an OSError naming the cause
     # (torch's own writer reports only "file write failed").
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save(sealed, buffer)
     with atomic_write(path, "wb") as handle:
         handle.write(buffer.getbuffer())
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
+def _check_zip_records(p: Path) -> None:
+    """A torch checkpoint is a zip archive: refuse one whose directory is unreadable or whose
+    records fail their CRC-32 (torch.load itself does not check them)."""
+    import zipfile
+
+    errors = (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError)
+    try:
+        is_zip = zipfile.is_zipfile(p)
+    except errors:  # a damaged end-of-directory record
+        is_zip = True
+    if not is_zip:
+        raise CheckpointError(f"{p}: not a loadable fcos checkpoint (no zip directory: truncated, "
+                              f"or not written by torch.save)")
+    try:
+        with zipfile.ZipFile(p) as archive:
+            bad = archive.testzip()
+    except errors as err:
+        raise CheckpointError(f"{p}: checksum mismatch (file damaged or edited): "
+                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    if bad is not None:
+        raise CheckpointError(f"{p}: checksum mismatch (file damaged or edited): record {bad} "
+                              f"fails its CRC-32")
+
+
+def load_checkpoint(path: str | os.PathLike, require_seal: bool = True) -> dict:
     """Load a checkpoint with ``weights_only=True`` onto the CPU.
 
     Raises CheckpointError (one line, naming the file) when the file is missing, is not a torch
-    checkpoint, or holds anything other than tensors and plain values.
+    checkpoint, is damaged (zip CRC-32 or the payload's sha256 seal, fcos.sealing), holds anything
+    other than tensors owning exactly their storage and plain values, or carries no seal
+    (UnsealedCheckpointError, naming the upgrade command). ``require_seal=False`` (for ``fcos
+    seal`` only) accepts an unsealed payload after checking its structure.
     """
+    import warnings
+
     import torch
+
+    from .sealing import check_structure, verify
 
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: checkpoint not found")
+    _check_zip_records(p)
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a damaged file's warnings would add lines to the one error
+            warnings.simplefilter("ignore")
+            payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or unsafe files
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{p}: not a loadable fcos checkpoint ({first})") from None
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise CheckpointError(f"{p}: not an fcos checkpoint (expected a dict with a 'state_dict' key)")
+    if require_seal or "checksum" in payload:
+        verify(payload, str(p))
+    else:
+        check_structure(payload, str(p))
     return payload

@@ -51,11 +51,12 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .batches import batches
-from .checkpoint import CHECKPOINT_FORMAT, model_from_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, load_model_checkpoint, model_from_checkpoint
 from .device import autocast, check_precision, effective_precision, grad_scaler, loader_settings
 from .device import resolve_device  # noqa: F401 - re-exported: callers import it from here
 from .errors import CheckpointError, ConfigError
 from .io import load_checkpoint, save_checkpoint
+from .sealing import UnsealedCheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -376,8 +377,13 @@ def train_model(
     best = {"epoch": -1, "val_accuracy": -1.0, "state_dict": None}
     start_epoch = 0
     resume_file = resume_path_for(checkpoint_path)
+    state = None
     if resume_file.exists():
-        state = load_checkpoint(resume_file)
+        try:
+            state = load_checkpoint(resume_file)
+        except UnsealedCheckpointError:
+            log.warning("ignoring %s: written before checkpoints were sealed; training starts over", resume_file)
+    if state is not None:
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["state_dict"])
             optimizer.load_state_dict(state["optimizer"])
@@ -491,8 +497,11 @@ def _dataset_info(data) -> dict:
             "length": int(m["length"]), "source": m["source"]}
 
 
-def check_compatible(payload: dict, data, checkpoint_path: str | Path) -> None:
-    """Refuse to evaluate a checkpoint on data of another class list or length."""
+def check_compatible(payload: dict, data, checkpoint_path: str | Path, allow_other_split: bool = False) -> None:
+    """Refuse to use a checkpoint on data of another class list or length, or on another
+    prepared file than the one it was trained on (dataset sha256; another split of the same raw
+    data would leak its training vectors into the test split) unless ``allow_other_split``, which
+    logs a warning instead."""
     info = payload.get("dataset", {})
     m = data.manifest
     if list(info.get("classes", [])) != list(m["classes"]) or int(info.get("length", -1)) != int(m["length"]):
@@ -501,10 +510,19 @@ def check_compatible(payload: dict, data, checkpoint_path: str | Path) -> None:
             f"{len(info.get('classes', []))} classes) but {data.path} is {m['dataset']} "
             f"(length {m['length']}, {len(m['classes'])} classes)"
         )
+    recorded, actual = info.get("sha256"), m["sha256"]["overall"]
+    if recorded is not None and recorded != actual:
+        message = (f"{checkpoint_path}: trained on prepared data sha256 {str(recorded)[:12]}... but "
+                   f"{data.path} is {actual[:12]}... (another split or preparation: its test vectors "
+                   f"may be training vectors of the checkpoint)")
+        if not allow_other_split:
+            raise CheckpointError(f"{message}; pass --allow-other-split to evaluate anyway")
+        log.warning("%s; evaluating anyway (--allow-other-split)", message)
 
 
 def evaluate_checkpoint(checkpoint_path: str | Path, data, split: str = "test",
-                        device: str = "auto", batch_size: int = 512, progress: bool = False) -> dict:
+                        device: str = "auto", batch_size: int = 512, progress: bool = False,
+                        allow_other_split: bool = False) -> dict:
     """Accuracy overall, per SNR and per class, confusion matrix and cost of a checkpoint.
 
     Returns a JSON-able dict with ``accuracy``, ``accuracy_high_snr`` (frames at >= HIGH_SNR_DB),
@@ -516,8 +534,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data, split: str = "test",
     from .checkpoint import base_model
     from .metrics import classification_report, macs_and_params
 
-    payload = load_checkpoint(checkpoint_path)
-    check_compatible(payload, data, checkpoint_path)
+    payload = load_model_checkpoint(checkpoint_path)
+    check_compatible(payload, data, checkpoint_path, allow_other_split=allow_other_split)
     model = model_from_checkpoint(payload)
     dev = resolve_device(device)
     x, y, snr = data.split(split)

@@ -6,7 +6,7 @@ split, one checksummed HDF5 file) -> ``load_prepared`` -> ``PreparedDataset.spli
 """
 
 from .loaders import load_source
-from .prepared import PreparedDataset, load_prepared, prepare_dataset, read_manifest
+from .prepared import PreparedDataset, load_prepared, prepare_dataset, read_manifest, verify_prepared
 from .rawdataset import RawDataset
 from .specs import DATASETS, DatasetSpec, get_spec
 from .split_rows import SplitRows
@@ -26,4 +26,5 @@ __all__ = [
     "read_manifest",
     "stratified_split",
     "synthesize",
+    "verify_prepared",
 ]

@@ -31,6 +31,8 @@ import codecs
 import os
 import pickle
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
@@ -287,7 +289,8 @@ def _safe_unpickle(file: Path) -> object:
     except DataError:
         raise
     except MemoryError:
-        raise
+        raise DataError(f"{file}: not a readable RML2016.10a pickle (it declares an object larger than "
+                        f"the memory available: damaged file, or not the release)") from None
     except Exception as err:  # pickle raises many types on corrupt input
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DataError(
@@ -362,7 +365,7 @@ def _load_rml2018(spec: DatasetSpec, path: Path, options: dict, progress: bool,
             if Y.ndim != 2 or Y.shape[1] != spec.num_classes or Y.dtype.kind not in "biuf":
                 raise DataError(f"{file}: Y is {Y.dtype} of shape {Y.shape} (expected one-hot "
                                 f"(N, {spec.num_classes}) for the {spec.num_classes} classes)")
-            if Z.shape not in ((Z.shape[0], 1), (Z.shape[0],)) or Z.dtype.kind not in "biuf":
+            if Z.ndim not in (1, 2) or Z.shape[1:] not in ((1,), ()) or Z.dtype.kind not in "biuf":
                 raise DataError(f"{file}: Z is {Z.dtype} of shape {Z.shape} "
                                 f"(expected SNR in dB, (N, 1) integers)")
             if n == 0 or Y.shape[0] != n or Z.shape[0] != n:
@@ -496,9 +499,12 @@ def _load_sig2019(spec: DatasetSpec, path: Path, options: dict, progress: bool) 
                 signals, labels, snrs = (archive[k] for k in SIG2019_NPZ_KEYS)
         except DataError:
             raise
-        except (ValueError, OSError, EOFError) as err:
-            raise DataError(
-                f"{path}: not a readable .npz archive ({str(err).splitlines()[0]})") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise DataError(f"{path}: not a readable .npz archive (truncated or damaged: {first})") from None
+        except MemoryError:
+            raise DataError(f"{path}: not a readable .npz archive (an array declares more memory than "
+                            f"is available: damaged file)") from None
         names = {"x": "key x", "y": "key y", "snr": "key snr"}
     elif path.exists():
         raise DataError(f"{path}: not a Sig2019-12 source (expected {_SIG2019_EXPECTED})")

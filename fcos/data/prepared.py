@@ -377,24 +377,28 @@ class PreparedDataset:
         if name not in SPLITS:
             raise ConfigError(f"split: unknown split {name!r} (expected one of {', '.join(SPLITS)})")
         if name not in self._cache:
-            with _open(self.path) as handle:
-                group = handle[name]
-                labels = (group["y"][...], group["snr"][...])
-                x = group["x"][...] if self.in_memory(name) else None
-            if x is None:
-                x = SplitRows(self.path, name)
-                digest = hashlib.sha256()
-                rows_per_block = max(1, _HASH_BLOCK_BYTES // (2 * self.length * 4))
-                for block in x.blocks(rows_per_block):
-                    digest.update(np.ascontiguousarray(block, dtype="<f4").tobytes())
-                for arr, dtype in zip(labels, ("<i8", "<i2")):
-                    digest.update(np.ascontiguousarray(arr, dtype=dtype).tobytes())
-                actual = digest.hexdigest()
-            else:
-                actual = split_sha256(x, *labels)
-            if actual != self.manifest["sha256"].get(name):
-                raise DataError(f"{self.path}: split {name!r} does not match its sha256 in the manifest "
+            damaged = DataError(f"{self.path}: split {name!r} does not match its sha256 in the manifest "
                                 f"(file modified or damaged; prepare it again)")
+            try:
+                with _open(self.path) as handle:
+                    group = handle[name]
+                    labels = (group["y"][...], group["snr"][...])
+                    x = group["x"][...] if self.in_memory(name) else None
+                if x is None:
+                    x = SplitRows(self.path, name)
+                    digest = hashlib.sha256()
+                    rows_per_block = max(1, _HASH_BLOCK_BYTES // (2 * self.length * 4))
+                    for block in x.blocks(rows_per_block):
+                        digest.update(np.ascontiguousarray(block, dtype="<f4").tobytes())
+                    for arr, dtype in zip(labels, ("<i8", "<i2")):
+                        digest.update(np.ascontiguousarray(arr, dtype=dtype).tobytes())
+                    actual = digest.hexdigest()
+                else:
+                    actual = split_sha256(x, *labels)
+            except OSError:  # a damaged compressed chunk fails to decompress
+                raise damaged from None
+            if actual != self.manifest["sha256"].get(name):
+                raise damaged
             # Native byte order, in case the file was written on a big-endian machine.
             self._cache[name] = tuple(
                 a if isinstance(a, SplitRows) else a.astype(a.dtype.newbyteorder("="), copy=False)
@@ -422,6 +426,18 @@ def resolve_max_in_memory_mb(value: float | None = None) -> float:
             or not np.isfinite(value) or value < 0:
         raise ConfigError(f"{key}={value!r}: expected a number of MB >= 0")
     return float(value)
+
+
+def verify_prepared(path: str | os.PathLike) -> dict:
+    """Check a prepared file's structure and every split's sha256; return its manifest.
+
+    Raises:
+        DataError: one line naming the file and the first inconsistency or damaged split.
+    """
+    data = load_prepared(path)
+    for split in SPLITS:
+        data.split(split)
+    return data.manifest
 
 
 def load_prepared(path: str | os.PathLike, max_in_memory_mb: float | None = None) -> PreparedDataset:
