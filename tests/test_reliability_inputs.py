@@ -174,7 +174,7 @@ def test_an_unsealed_checkpoint_names_the_upgrade_and_seal_upgrades_it(trained, 
     assert main(["evaluate", "--data", str(tiny_rml2016), "--checkpoint", str(new), "--out",
                  str(tmp_path / "m.json"), "--device", "cpu"]) == 0
     # seal never overwrites its input, and never re-seals a damaged sealed file
-    one_line_error(capsys, ["seal", old, "--out", old], "overwrite", inputs=[old])
+    one_line_error(capsys, ["seal", old, "--out", old], "is the input", inputs=[old])
     edited = torch.load(new, weights_only=True)
     edited["train"]["best_val_accuracy"] = 0.99
     torch.save(edited, tmp_path / "edited.pt")
