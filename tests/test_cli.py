@@ -74,7 +74,7 @@ def test_round_trip_prepare_inspect_train_evaluate_profile(tmp_path):
     (["evaluate", "--data", "missing.h5", "--checkpoint", "m.pt", "--out", "o.json"], "missing.h5"),
     (["prepare", "rml2016", "--source", "synthetic", "--out", "x.h5", "--per-class-snr", "0"], "per-class-snr"),
     (["prepare", "rml2016", "--source", "synthetic", "--out", "x.h5", "--test-fraction", "1.5"], "test-fraction"),
-    (["train", "--data", "d.h5"], "--model"),
+    (["train", "--data", "d.h5", "--out", "x.pt"], "--model"),
     (["frobnicate"], "frobnicate"),
     (["prune", "magic", "--checkpoint", "m.pt", "--out", "x.pt"], "m.pt"),
     (["prune", "l1", "--checkpoint", "m.pt", "--out", "x.pt", "--budget", "2"], "budget"),

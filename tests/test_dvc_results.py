@@ -1,5 +1,6 @@
 """tools/version-results.sh: a finished run's checkpoints and report under DVC, restored in a
-fresh clone by `dvc pull`, after which Snakemake has nothing to do.
+fresh clone by `tools/version-results.sh --restore` (dvc pull, then snakemake --touch), after
+which Snakemake has nothing to do.
 
 Runs the real workflow (a small cut of config/test.yaml), git and the venv's dvc in temporary
 directories; DVC's global/system config and site cache are moved there too.
@@ -81,11 +82,15 @@ def test_pulled_results_leave_snakemake_nothing_to_do(tmp_path):
     assert not (clone / "results").exists() and not (clone / ".snakemake").exists()
     run("dvc", "pull", "-q", cwd=clone)
     assert file_hashes(clone / "results") == originals
-    out = run("snakemake", "--dry-run", "--cores", "2", "--configfile", CONFIG, cwd=clone, timeout=300)
-    assert "Nothing to be done" in out, out[-3000:]
-    # The pulled files' mtimes are the order DVC wrote them in, not the order of the DAG: with
-    # modification time as a rerun trigger the same tree would not count as finished, which is
-    # why profiles/default leaves mtime out (this checks that the test can fail).
+    # The pulled files' mtimes are the order DVC wrote them in, not the order of the DAG, and
+    # the clone has no .snakemake metadata: a bare pull does not count as finished (this checks
+    # that the test can fail), which is why --restore marks the tree up to date.
     out = run("snakemake", "--dry-run", "--cores", "2", "--configfile", CONFIG, "--rerun-triggers", "mtime",
               cwd=clone, timeout=300)
     assert "Nothing to be done" not in out
+    run(clone / "tools" / "version-results.sh", "--restore", cwd=clone, env_extra={"FCOS_CONFIGFILE": CONFIG})
+    assert file_hashes(clone / "results") == originals
+    for triggers in ([], ["--rerun-triggers", "mtime"]):
+        out = run("snakemake", "--dry-run", "--cores", "2", "--configfile", CONFIG, *triggers, cwd=clone,
+                  timeout=300)
+        assert "Nothing to be done" in out, out[-3000:]
