@@ -34,8 +34,10 @@ WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "profiles", "fcos",
 # two runs, local or not, so they are left out of the comparison; everything else must match.
 # Training history entries record throughput (samples/s): wall-clock too. This, not the weights
 # (equal tensor for tensor), is what differed between SLURM and local runs.
-TIMING_KEYS = {"samples_per_s"}
-TIMING_COLUMN = re.compile(r"^(latency_ms|throughput|speedup)_b\d+$")
+# wall-clock figures, and the checkpoint's seal (a sha256 over the whole payload, timings
+# included; every load verifies it against its own file)
+TIMING_KEYS = {"samples_per_s", "checksum"}
+TIMING_COLUMN = re.compile(r"^(latency_ms|throughput|speedup|cpu_speedup|load)_b\d+$")
 
 pytestmark = pytest.mark.slow
 
