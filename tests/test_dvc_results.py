@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_pipeline import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -46,13 +47,7 @@ def file_hashes(directory: Path) -> dict[str, str]:
 
 def test_pulled_results_leave_snakemake_nothing_to_do(tmp_path):
     repo = tmp_path / "repo"
-    repo.mkdir()
-    for part in WORKFLOW_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, repo / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(src, repo / part)
+    copy_workflow(repo, WORKFLOW_PARTS)
     shutil.copy2(ROOT / ".gitignore", repo / ".gitignore")
     config = yaml.safe_load((repo / "config" / "test.yaml").read_text())
     config.update(models=["cnn1d"], seeds=[0], methods=["base", "base-ft"], step_metrics=False)

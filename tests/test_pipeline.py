@@ -23,9 +23,10 @@ WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "profiles", "fcos",
 pytestmark = pytest.mark.slow
 
 
-def copy_workflow(dest: Path) -> Path:
+def copy_workflow(dest: Path, parts=WORKFLOW_PARTS) -> Path:
+    """Copy the workflow's files (``parts`` of the repository) into ``dest``; returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    for part in WORKFLOW_PARTS:
+    for part in parts:
         src = ROOT / part
         if src.is_dir():
             shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

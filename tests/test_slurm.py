@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_pipeline import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -82,13 +83,7 @@ def slurm_cluster():
 def small_workflow(dest: Path) -> Path:
     """A copy of the workflow with config/slurm-test.yaml: config/test.yaml cut to one model, one
     seed and the base method (prepare, train, evaluate, latency, report: 5 jobs, a chain of 4)."""
-    dest.mkdir(parents=True)
-    for part in WORKFLOW_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(src, dest / part)
+    copy_workflow(dest, WORKFLOW_PARTS)
     config = yaml.safe_load((dest / "config" / "test.yaml").read_text())
     config.update(models=["cnn1d"], seeds=[0], methods=["base"], step_metrics=False)
     (dest / "config" / "slurm-test.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
