@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from test_pipeline import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
@@ -25,11 +26,7 @@ def readme_rules() -> set[str]:
 @pytest.mark.slow
 def test_readme_pipeline_picture_names_every_rule(tmp_path):
     # A copy of the workflow (no results/, no .snakemake/), so the checkout's state cannot matter.
-    work = tmp_path / "workflow"
-    work.mkdir()
-    for name in ("Snakefile", "rules", "scripts", "config", "profiles", "environment.yml", "fcos"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
+    work = copy_workflow(tmp_path / "workflow")
     proc = subprocess.run([str(SNAKEMAKE), "--rulegraph", "mermaid-js"], cwd=work,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

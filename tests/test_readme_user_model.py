@@ -6,6 +6,11 @@ import re
 import runpy
 from pathlib import Path
 
+import torch
+from torch import nn
+
+from fcos.prune.user_model import load_pruned
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -36,4 +41,11 @@ def test_prune_your_own_model_example_runs(tmp_path, monkeypatch, capsys):
     reduction = 1 - macs / original
     assert 0.49 <= reduction <= 0.51 + 0.01, reduction
     assert f"({reduction:.1%} fewer)" in out
-    assert (tmp_path / "pruned.pt").exists()
+    # the file the example wrote rebuilds, here, into the pruned network: same logits
+    saved = torch.load(tmp_path / "pruned.pt", weights_only=True)
+    rebuilt = load_pruned(namespace["MyNet"](), saved["architecture"], saved["state_dict"]).eval()
+    frames = torch.randn(4, 2, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(frames), namespace["result"].model.eval()(frames))
+    assert [c.out_channels for c in rebuilt.modules() if isinstance(c, nn.Conv1d)] == \
+        [c.out_channels for c in convs]
