@@ -7,8 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from fcos.checkpoint import model_from_checkpoint
 from fcos.cli import main
+from fcos.data import load_prepared
 
 
 def run_cli(*args, cwd=None):
@@ -36,7 +39,12 @@ def test_round_trip_prepare_inspect_train_evaluate_profile(tmp_path):
     r = run_cli("evaluate", "--data", data, "--checkpoint", ckpt, "--out", metrics, "--device", "cpu")
     assert r.returncode == 0, r.stderr
     m = json.loads(metrics.read_text())
-    assert 0.0 <= m["accuracy"] <= 1.0
+    # the accuracy is the checkpoint's model's on the test split, predicted here by hand
+    x_test, y_test, _ = load_prepared(data).split("test")
+    with torch.no_grad():
+        predicted = model_from_checkpoint(ckpt)(torch.from_numpy(x_test)).argmax(dim=1).numpy()
+    assert m["accuracy"] == pytest.approx(float((predicted == y_test).mean()), abs=1e-12)
+    assert sum(m["confusion"][c][c] for c in range(11)) == int((predicted == y_test).sum())
     assert m["n_test"] == manifest["counts"]["test"]
     assert sorted(int(s) for s in m["per_snr"]) == manifest["snrs"]
     assert len(m["confusion"]) == 11 and sum(map(sum, m["confusion"])) == m["n_test"]
@@ -47,11 +55,16 @@ def test_round_trip_prepare_inspect_train_evaluate_profile(tmp_path):
     assert r.returncode == 0, r.stderr
     s1 = json.loads((tmp_path / "s1.pt.json").read_text())
     assert s1["macs_after"] < s1["macs_before"] and s1["method"] == "fcos-stage1"
+    # probes on a subset (the default uses every train frame): --option reaches the method
     r = run_cli("prune", "lacd", "--checkpoint", stage1, "--data", data, "--out", lacd,
-                "--report", tmp_path / "lacd.json", "--no-progress")
+                "--report", tmp_path / "lacd.json", "--option", "max_train=200", "--option", "max_val=100",
+                "--option", "probe_steps=20", "--no-progress")
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "lacd.json").read_text())
-    assert report["details"]["points"][0]["name"] and report["macs_after"] <= s1["macs_after"]
+    assert (report["details"]["n_train"], report["details"]["n_val"]) == (200, 100)
+    # the stem and each of CNN1D's six stacks were probed, in depth order
+    assert [p["name"] for p in report["details"]["points"]] == ["stem"] + [f"stacks.{i}" for i in range(6)]
+    assert report["macs_after"] <= s1["macs_after"]
     r = run_cli("finetune", "--checkpoint", lacd, "--data", data, "--out", tuned, "--epochs", 1,
                 "--max-batches-per-epoch", 2, "--device", "cpu", "--no-progress")
     assert r.returncode == 0, r.stderr
