@@ -135,13 +135,12 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     from .train import check_compatible, seed_everything
 
     from .data.split import check_seed
+    from .device import check_device_settings
 
     check_output_path(out, checkpoint, data_path)
     check_output_path(record_out, checkpoint, data_path, out)
     budget = check_budget(budget)
     seed = check_seed(seed)
-    from .device import check_device_settings
-
     check_device_settings(device, mixed_precision, loader_workers)
     payload = load_model_checkpoint(checkpoint)
     if builder is not None:
@@ -283,18 +282,18 @@ def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     """
     from .checkpoint import load_model_checkpoint, model_from_checkpoint
     from .data import load_prepared
+    from .device import check_device_settings
     from .prune.probes import DIAGNOSE_OPTIONS, diagnose_collapse
-    from .train import check_compatible
+    from .train import check_compatible, seed_everything
 
     check_output_path(out, checkpoint, data_path)
-    from .device import check_device_settings
-
     check_device_settings(device, mixed_precision, loader_workers)
     payload = load_model_checkpoint(checkpoint)
     data = load_prepared(data_path, max_in_memory_mb)
     check_compatible(payload, data, checkpoint)
     run = {"device": device, "mixed_precision": mixed_precision, "loader_workers": loader_workers}
     chosen = {**run, **{k: v for k, v in (options or {}).items() if k in DIAGNOSE_OPTIONS}}
+    seed_everything(seed)  # deterministic kernels asked for, as in the pruning steps
     report = diagnose_collapse(model_from_checkpoint(payload), data, seed=seed, progress=progress, **chosen)
     report["checkpoint"] = str(checkpoint)
     write_json(out, report)

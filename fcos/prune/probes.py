@@ -14,8 +14,8 @@ Probes
     both, concatenated; "flatten" no pooling, memory hungry). The pooled features are cached in
     memory (``max_train`` caps the train examples; when the cache would exceed
     ``cache_limit_bytes``, 4 GiB by default, a smaller train subset is used and the report says
-    so). Per point, one softmax-regression probe is
-    fit (on the run's device, in float32) on standardised train features (mean/std of the train features) with a small L2 penalty
+    so). Per point, one softmax-regression probe is fit (on the run's device, in float32) on
+    standardised train features (mean/std of the train features) with a small L2 penalty
     and scored on the validation features: accuracy a_k. The default optimiser is full-batch
     L-BFGS from a zero start: the L2-penalised problem is strictly convex, so the probe is
     (up to the iteration cap) the unique optimum and a_k depends on the features, not on
@@ -105,7 +105,7 @@ def collect_features(model: nn.Module, x: np.ndarray, points: Sequence[str], *, 
 
     def make_hook(name):
         def hook(module, inputs, output):
-            pooled = pool_features(output, pooling).float().cpu()
+            pooled = pool_features(output.float(), pooling).cpu()  # pooled in float32 under autocast too
             if name not in features:  # allocate once the width is known: no list-then-concat copy
                 features[name] = torch.empty(n, pooled.shape[1], dtype=torch.float32)
             features[name][cursor[0]:cursor[1]] = pooled
