@@ -15,7 +15,7 @@ from .io import check_output_path, write_json
 
 def train_base_model(data_path: str | Path, model_name: str, out: str | Path,
                      train_options: dict[str, Any] | None = None, progress: bool = True,
-                     builder: Any = None) -> dict:
+                     builder: Any = None, max_in_memory_mb: float | None = None) -> dict:
     """Train ``model_name`` from scratch on a prepared dataset; write the best-on-val checkpoint.
 
     ``train_options`` are TrainConfig fields (unknown keys are refused). The model's initial
@@ -23,14 +23,17 @@ def train_base_model(data_path: str | Path, model_name: str, out: str | Path,
     ``builder`` (a fcos.models.user_builder.UserBuilder): train the user's network it builds
     instead of a registry model (``model_name`` is then only its label); the checkpoint records
     the builder (file, function, arguments, file SHA-256) so every later step rebuilds it.
+    The device settings are ``train_options``' device, mixed_precision and loader_workers;
+    ``max_in_memory_mb`` (default: ``FCOS_MAX_IN_MEMORY_MB``) is fcos.data.load_prepared's.
     """
     from .data import load_prepared
     from .models import build_model
-    from .train import TrainConfig, seed_everything, train_model
+    from .train import TrainConfig, resolve_device, seed_everything, train_model
 
     check_output_path(out, data_path)
     config = TrainConfig.from_dict(dict(train_options or {}))
-    data = load_prepared(data_path)
+    resolve_device(config.device)  # a missing CUDA device is refused before any work
+    data = load_prepared(data_path, max_in_memory_mb)
     seed_everything(config.seed)
     info = {"name": model_name, "num_classes": data.num_classes, "length": data.length}
     if builder is None:
@@ -66,18 +69,24 @@ def user_base_model(builder: Any, num_classes: int, length: int):
 
 def evaluate_to_json(checkpoint: str | Path, data_path: str | Path, out: str | Path,
                      split: str = "test", device: str = "auto", extra: dict | None = None,
-                     allow_other_split: bool = False) -> dict:
+                     allow_other_split: bool = False, loader_workers: int | None = None,
+                     max_in_memory_mb: float | None = None) -> dict:
     """Evaluate a checkpoint on a prepared split and write the metrics JSON (see evaluate_checkpoint).
 
     A checkpoint trained on another prepared file (another split of the same raw data, whose
     test set may overlap the checkpoint's training set) is refused unless ``allow_other_split``,
-    which evaluates with a warning."""
+    which evaluates with a warning. ``device``, ``loader_workers``: where it runs (float32);
+    ``max_in_memory_mb`` as for train_base_model."""
     from .data import load_prepared
+    from .device import check_workers, resolve_device
     from .train import evaluate_checkpoint
 
     check_output_path(out, checkpoint, data_path)
-    metrics = evaluate_checkpoint(checkpoint, load_prepared(data_path), split=split, device=device,
-                                  allow_other_split=allow_other_split)
+    resolve_device(device, key="device")
+    check_workers(loader_workers, "loader_workers")
+    metrics = evaluate_checkpoint(checkpoint, load_prepared(data_path, max_in_memory_mb), split=split,
+                                  device=device, allow_other_split=allow_other_split,
+                                  loader_workers=loader_workers)
     metrics.update(extra or {})
     write_json(out, metrics)
     return metrics
@@ -86,7 +95,8 @@ def evaluate_to_json(checkpoint: str | Path, data_path: str | Path, out: str | P
 def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, method: str, out: str | Path,
                      record_out: str | Path, *, budget: float | None = None, seed: int = 0,
                      options: dict[str, Any] | None = None, progress: bool = True,
-                     builder: Any = None) -> dict:
+                     builder: Any = None, device: str = "auto", mixed_precision: str = "off",
+                     loader_workers: int | None = None, max_in_memory_mb: float | None = None) -> dict:
     """Apply pruning method ``method`` to a checkpoint's model; write the pruned checkpoint.
 
     A user's network (a checkpoint whose model entry records a builder, see train_base_model)
@@ -105,6 +115,11 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     and adds any training the method did (``training_epochs``) to ``extra["recovery"]``. It is
     not fine-tuned (see finetune_checkpoint). ``record_out`` gets the method's JSON record plus
     MACs/params before and after. Returns that record.
+
+    ``device``, ``mixed_precision``, ``loader_workers``: the run's device settings (the
+    training's, fcos.device), used by every method that runs the model on data unless its
+    ``options`` set them (see fcos.prune.base.prune_model); checked before any work.
+    ``max_in_memory_mb`` as for train_base_model.
     """
     import copy
 
@@ -120,11 +135,13 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     from .train import check_compatible, seed_everything
 
     from .data.split import check_seed
+    from .device import check_device_settings
 
     check_output_path(out, checkpoint, data_path)
     check_output_path(record_out, checkpoint, data_path, out)
     budget = check_budget(budget)
     seed = check_seed(seed)
+    check_device_settings(device, mixed_precision, loader_workers)
     payload = load_model_checkpoint(checkpoint)
     if builder is not None:
         info = dict(payload.get("model") or {})
@@ -132,7 +149,7 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
         payload = {**payload, "model": info}
     data = None
     if data_path is not None:  # data-free methods (fcos-stage1, l1, fpgm, random) need none
-        data = load_prepared(data_path)
+        data = load_prepared(data_path, max_in_memory_mb)
         check_compatible(payload, data, checkpoint)
     model = model_from_checkpoint(payload)
     info = payload["model"]
@@ -144,7 +161,8 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     user = is_user_model(info)  # a user's network: no registry name, its dataflow is traced
     result = prune_model(method, model, model_name=None if user else info["name"],
                          budget=budget_vs_input, data=data, seed=seed, options=options,
-                         progress=progress,
+                         progress=progress, device=device, mixed_precision=mixed_precision,
+                         loader_workers=loader_workers,
                          example_input=torch.zeros(2, 2, length) if user and data is None else None)
     macs_after, params_after = macs_and_params(copy.deepcopy(result.model), length)
     training_epochs = int(result.record.get("training_epochs", 0))
@@ -208,7 +226,7 @@ def recovery_epochs_allowed(budget_epochs: int, used: int, share: float = 1.0) -
 
 def finetune_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str | Path,
                         train_options: dict[str, Any] | None = None, progress: bool = True,
-                        recovery_share: float = 1.0) -> dict:
+                        recovery_share: float = 1.0, max_in_memory_mb: float | None = None) -> dict:
     """Fine-tune (recover) a pruned checkpoint with TrainConfig ``train_options``; best-on-val.
 
     ``train_options["epochs"]`` is the *recovery budget*: the epochs a method may train after the
@@ -216,19 +234,21 @@ def finetune_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     the epochs already used by earlier steps (the checkpoint's ``extra["recovery"]``, which
     counts earlier fine-tunings and any training a pruning method did itself); early stopping may
     end it sooner, and the next step gets what is left. With nothing left, the checkpoint is
-    written unchanged (zero epochs recorded). Returns the train record.
+    written unchanged (zero epochs recorded). Returns the train record. Device settings and
+    ``max_in_memory_mb`` as for train_base_model.
     """
     import dataclasses
 
     from .checkpoint import load_model_checkpoint, model_from_checkpoint
     from .data import load_prepared
     from .io import save_checkpoint
-    from .train import TrainConfig, check_compatible, seed_everything, train_model
+    from .train import TrainConfig, check_compatible, resolve_device, seed_everything, train_model
 
     check_output_path(out, checkpoint, data_path)
     config = TrainConfig.from_dict(dict(train_options or {}))
+    resolve_device(config.device)  # a missing CUDA device is refused before any work
     payload = load_model_checkpoint(checkpoint)
-    data = load_prepared(data_path)
+    data = load_prepared(data_path, max_in_memory_mb)
     check_compatible(payload, data, checkpoint)
     extra = dict(payload.get("extra") or {})
     recovery = dict(extra.get("recovery") or {"epochs": 0, "steps": []})
@@ -251,21 +271,29 @@ def finetune_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
 
 
 def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str | Path,
-                        options: dict[str, Any] | None = None, seed: int = 0, progress: bool = True) -> dict:
+                        options: dict[str, Any] | None = None, seed: int = 0, progress: bool = True,
+                        device: str = "auto", mixed_precision: str = "off",
+                        loader_workers: int | None = None, max_in_memory_mb: float | None = None) -> dict:
     """LaCD diagnosis (probe accuracy per block, collapsed blocks) of a checkpoint, to JSON.
 
     ``options`` may hold any lacd method option; only the diagnosis ones are used here.
+    ``device``, ``mixed_precision``, ``loader_workers``: the run's device settings, used unless
+    ``options`` set them (as in prune_checkpoint); ``max_in_memory_mb`` as for train_base_model.
     """
     from .checkpoint import load_model_checkpoint, model_from_checkpoint
     from .data import load_prepared
+    from .device import check_device_settings
     from .prune.probes import DIAGNOSE_OPTIONS, diagnose_collapse
-    from .train import check_compatible
+    from .train import check_compatible, seed_everything
 
     check_output_path(out, checkpoint, data_path)
+    check_device_settings(device, mixed_precision, loader_workers)
     payload = load_model_checkpoint(checkpoint)
-    data = load_prepared(data_path)
+    data = load_prepared(data_path, max_in_memory_mb)
     check_compatible(payload, data, checkpoint)
-    chosen = {k: v for k, v in (options or {}).items() if k in DIAGNOSE_OPTIONS}
+    run = {"device": device, "mixed_precision": mixed_precision, "loader_workers": loader_workers}
+    chosen = {**run, **{k: v for k, v in (options or {}).items() if k in DIAGNOSE_OPTIONS}}
+    seed_everything(seed)  # deterministic kernels asked for, as in the pruning steps
     report = diagnose_collapse(model_from_checkpoint(payload), data, seed=seed, progress=progress, **chosen)
     report["checkpoint"] = str(checkpoint)
     write_json(out, report)

@@ -55,6 +55,63 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _device(text: str) -> str:
+    """A device name, refused here (one line, exit 2) when it is malformed or not on this
+    machine: ``--device cuda`` without CUDA never falls back to the CPU."""
+    from .device import resolve_device
+    from .errors import ConfigError
+
+    try:
+        resolve_device(text, key="device")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _megabytes(text: str) -> float:
+    from .data.prepared import resolve_max_in_memory_mb
+    from .errors import ConfigError
+
+    try:
+        return resolve_max_in_memory_mb(float(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"expected a number of MB >= 0, got {text!r}") from None
+
+
+def _add_device_flags(p: argparse.ArgumentParser, *, precision: bool = True,
+                      device_default: str = "auto") -> None:
+    """The device settings of a command that computes (fcos.device; the config's ``device``,
+    ``train.mixed_precision``, ``train.loader_workers`` and FCOS_MAX_IN_MEMORY_MB)."""
+    from .device import PRECISIONS
+
+    p.add_argument("--device", type=_device,
+                   help=f"auto, cpu, cuda or cuda:N (default {device_default}; auto = CUDA when present)")
+    if precision:
+        p.add_argument("--mixed-precision", choices=PRECISIONS,
+                       help="forward passes in bf16/fp16 on CUDA (default off; a CPU runs float32)")
+    p.add_argument("--loader-workers", type=_workers,
+                   help="threads reading batches ahead (default: 4 with pinned memory on CUDA, 0 on CPU)")
+    p.add_argument("--max-in-memory-mb", type=_megabytes,
+                   help="splits larger than this are read from the file by row (default: "
+                        "FCOS_MAX_IN_MEMORY_MB, else 1024)")
+
+
+def _device_settings(args: argparse.Namespace) -> dict:
+    """The device settings given on the command line, as keyword arguments of fcos.api."""
+    return _given(device=args.device, mixed_precision=getattr(args, "mixed_precision", None),
+                  loader_workers=args.loader_workers)
+
+
 def _given(**values):
     """The keyword arguments that were given (not None): command-line overrides of a config."""
     return {key: value for key, value in values.items() if value is not None}
@@ -136,10 +193,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if (builder is None) == (args.model is None):
         raise ConfigError("train: give exactly one of --model NAME and --model-file FILE.py:FUNCTION")
     overrides = _given(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
-                       l1_penalty=args.l1_penalty, device=args.device,
-                       max_batches_per_epoch=args.max_batches_per_epoch)
+                       l1_penalty=args.l1_penalty, max_batches_per_epoch=args.max_batches_per_epoch,
+                       **_device_settings(args))
     record = train_base_model(args.data, args.model or builder.function, args.out, overrides,
-                              progress=not args.no_progress, builder=builder)
+                              progress=not args.no_progress, builder=builder,
+                              max_in_memory_mb=args.max_in_memory_mb)
     print(f"wrote {args.out}: best val accuracy {record['best_val_accuracy']:.4f} "
           f"at epoch {record['best_epoch']}")
     return 0
@@ -148,8 +206,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .api import evaluate_to_json
 
-    metrics = evaluate_to_json(args.checkpoint, args.data, args.out, split=args.split, device=args.device,
-                               allow_other_split=args.allow_other_split)
+    metrics = evaluate_to_json(args.checkpoint, args.data, args.out, split=args.split,
+                               allow_other_split=args.allow_other_split,
+                               max_in_memory_mb=args.max_in_memory_mb, **_device_settings(args))
     print(f"wrote {args.out}: accuracy {metrics['accuracy']:.4f} on {metrics['n_test']} "
           f"{args.split} examples, {metrics['macs']:,} MACs, {metrics['params']:,} params")
     return 0
@@ -190,7 +249,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     report = args.report or args.out.with_name(args.out.name + ".json")
     record = prune_checkpoint(args.checkpoint, args.data, args.method, args.out, report, budget=args.budget,
                               seed=args.seed, options=options, progress=not args.no_progress,
-                              builder=_user_builder(args))
+                              builder=_user_builder(args), max_in_memory_mb=args.max_in_memory_mb,
+                              **_device_settings(args))
     print(f"wrote {args.out} and {report}: MACs {record['macs_before']:,} -> {record['macs_after']:,} "
           f"({1 - record['macs_after'] / record['macs_before']:.1%} fewer), params "
           f"{record['params_before']:,} -> {record['params_after']:,} (not fine-tuned yet)")
@@ -201,9 +261,26 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .api import finetune_checkpoint
 
     overrides = _given(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
-                       device=args.device, max_batches_per_epoch=args.max_batches_per_epoch)
-    record = finetune_checkpoint(args.checkpoint, args.data, args.out, overrides, progress=not args.no_progress)
+                       max_batches_per_epoch=args.max_batches_per_epoch, **_device_settings(args))
+    record = finetune_checkpoint(args.checkpoint, args.data, args.out, overrides, progress=not args.no_progress,
+                                 max_in_memory_mb=args.max_in_memory_mb)
     print(f"wrote {args.out}: best val accuracy {record['best_val_accuracy']:.4f} at epoch {record['best_epoch']}")
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from .api import diagnose_checkpoint
+    from .prune.options import check_options
+    from .prune.probes import DIAGNOSE_OPTIONS
+
+    options = _parse_options(args.option)
+    check_options("lacd (diagnosis)", options, DIAGNOSE_OPTIONS)
+    report = diagnose_checkpoint(args.checkpoint, args.data, args.out, options=options,
+                                 seed=args.seed, progress=not args.no_progress,
+                                 max_in_memory_mb=args.max_in_memory_mb, **_device_settings(args))
+    collapsed = ", ".join(report["collapsed"]) or "none"
+    print(f"wrote {args.out}: probe accuracy of {len(report['points'])} points on {report['n_val']} val "
+          f"examples (epsilon {report['epsilon']:.4f}); collapsed removable blocks: {collapsed}")
     return 0
 
 
@@ -295,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed)
     p.add_argument("--lr", type=float)
     p.add_argument("--l1-penalty", type=float, help="L1 coefficient (default: the authors' per-model choice)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    _add_device_flags(p)
     p.add_argument("--max-batches-per-epoch", type=_positive_int, help="cap steps per epoch (smoke runs)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -305,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="metrics JSON to write")
     p.add_argument("--split", choices=("test", "val", "train"), default="test")
-    p.add_argument("--device", default="auto")
+    _add_device_flags(p, precision=False)  # evaluation runs in float32
     p.add_argument("--allow-other-split", action="store_true",
                    help="evaluate a checkpoint trained on another prepared file (warns; its test vectors "
                         "may be training vectors of the checkpoint)")
@@ -331,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linkage", choices=("average", "complete", "single", "ward"), help="fcos-stage1 linkage")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="any method option (repeatable)")
     p.add_argument("--seed", type=_seed, default=0)
+    _add_device_flags(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_prune)
 
@@ -342,10 +420,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--seed", type=_seed)
     p.add_argument("--lr", type=float)
-    p.add_argument("--device")
+    _add_device_flags(p)
     p.add_argument("--max-batches-per-epoch", type=_positive_int)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("diagnose", help="LaCD linear probes on every block of a checkpoint (collapsed blocks), to JSON")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="probe report JSON to write")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a lacd diagnosis option (pooling, epsilon, max_train, ...; repeatable)")
+    p.add_argument("--seed", type=_seed, default=0)
+    _add_device_flags(p)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("profile", help="MACs and params of a model for a dataset's input, as JSON")
     p.add_argument("--model", required=True)
@@ -376,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int)
     p.add_argument("--repeats", type=_positive_int)
     p.add_argument("--threads", type=_positive_int, help="intra-op threads (default 1)")
-    p.add_argument("--device", help="cpu (default), cuda, cuda:N, auto")
+    p.add_argument("--device", type=_device, help="cpu (default), cuda, cuda:N, auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_latency)
     return parser

@@ -7,6 +7,9 @@ mixed precision and the data-loading settings that go with it.
   a CPU it is off (``effective_precision`` says what was used), so a GPU config runs unchanged,
   in float32, on a laptop.
 - ``grad_scaler``: the loss scaler fp16 needs (a disabled one otherwise).
+- ``check_device_settings``: all three settings of a step checked at once, before any work.
+- ``check_precision``, ``check_workers``: the one check of a mixed-precision mode and of a
+  loader-thread count, whatever names them (config key, method option, command-line flag).
 - ``loader_settings``: pinned host memory and background loading threads on CUDA (so the GPU
   does not wait for the next batch), none on a CPU (the threads would take cores from the
   model's own kernels, and results stay those of the single-threaded loader).
@@ -30,28 +33,44 @@ PRECISIONS = ("off", "bf16", "fp16")
 AUTO_CUDA_WORKERS = 4
 
 
-def resolve_device(device: str) -> torch.device:
-    """Map "auto" to CUDA when available, else CPU; validate explicit names."""
+def resolve_device(device: str, key: str = "train.device") -> torch.device:
+    """Map "auto" to CUDA when available, else CPU; validate explicit names (ConfigError naming
+    ``key``: never a silent fall-back to the CPU)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"train.device={device!r}: expected 'auto', 'cpu' or 'cuda[:N]'") from None
+        raise ConfigError(f"{key}={device!r}: expected 'auto', 'cpu' or 'cuda[:N]'") from None
     if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"train.device={device!r}: expected 'auto', 'cpu' or 'cuda[:N]'")
+        raise ConfigError(f"{key}={device!r}: expected 'auto', 'cpu' or 'cuda[:N]'")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={device!r}: CUDA is not available on this machine")
+        raise ConfigError(f"{key}={device!r}: CUDA is not available on this machine")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device={device!r}: this machine has {torch.cuda.device_count()} "
+        raise ConfigError(f"{key}={device!r}: this machine has {torch.cuda.device_count()} "
                           f"CUDA device(s)")
     return dev
 
 
-def check_precision(mode: str) -> str:
-    if mode not in PRECISIONS:
-        raise ConfigError(f"train.mixed_precision={mode!r}: expected one of {', '.join(PRECISIONS)}")
+def check_precision(mode: str, key: str = "train.mixed_precision") -> str:
+    if not isinstance(mode, str) or mode not in PRECISIONS:
+        raise ConfigError(f"{key}={mode!r}: expected one of {', '.join(PRECISIONS)}")
     return mode
+
+
+def check_workers(workers: int | None, key: str = "train.loader_workers") -> int | None:
+    """``workers`` if it is None (automatic) or an integer >= 0, else ConfigError naming ``key``."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"{key}={workers!r}: expected an integer >= 0 or null (auto)")
+    return workers
+
+
+def check_device_settings(device: str, mixed_precision: str, loader_workers: int | None) -> torch.device:
+    """The device of a step's settings, after refusing any bad one (ConfigError naming the
+    setting: ``device``, ``mixed_precision``, ``loader_workers``) before any work."""
+    check_precision(mixed_precision, "mixed_precision")
+    check_workers(loader_workers, "loader_workers")
+    return resolve_device(device, key="device")
 
 
 def effective_precision(device: torch.device, mode: str) -> str:
@@ -80,8 +99,7 @@ def loader_settings(device: torch.device, workers: int | None) -> tuple[int, boo
     Automatic: ``AUTO_CUDA_WORKERS`` (at most the CPU count) threads and pinned memory on CUDA,
     no threads and no pinning on a CPU. An explicit count is used as given on any device.
     """
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-        raise ConfigError(f"train.loader_workers={workers!r}: expected an integer >= 0 or null (auto)")
+    check_workers(workers)
     on_cuda = device.type == "cuda"
     if workers is None:
         workers = min(AUTO_CUDA_WORKERS, os.cpu_count() or 1) if on_cuda else 0

@@ -165,13 +165,26 @@ class TrainConfig:
         return float(self.l1_penalty)
 
 
+#: cuBLAS's workspace setting under which its kernels are deterministic (NVIDIA's cuBLAS docs,
+#: "Results reproducibility"); torch's deterministic mode asks for it on CUDA.
+CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
+
+
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch RNGs and ask torch for deterministic kernels."""
+    """Seed Python, NumPy and torch RNGs and ask torch for deterministic kernels.
+
+    Deterministic kernels: ``torch.use_deterministic_algorithms(True, warn_only=True)`` (an
+    operation without a deterministic kernel warns and runs anyway), cuDNN benchmarking off,
+    and ``CUBLAS_WORKSPACE_CONFIG`` set to ``CUBLAS_DETERMINISTIC_WORKSPACE`` unless the
+    environment already sets it (read by cuBLAS when it first runs in the process).
+    """
+    import os
     import random
 
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)
     torch.use_deterministic_algorithms(True, warn_only=True)
     if torch.backends.cudnn.is_available():
         torch.backends.cudnn.benchmark = False
@@ -179,13 +192,15 @@ def seed_everything(seed: int) -> None:
 
 @torch.no_grad()
 def predict(model: nn.Module, x, batch_size: int = 512,
-            device: torch.device | str = "cpu", progress: bool = False) -> np.ndarray:
+            device: torch.device | str = "cpu", progress: bool = False,
+            loader_workers: int | None = None) -> np.ndarray:
     """Return predicted class indices, shape (N,), for inputs ``x`` of shape (N, 2, L).
 
-    ``x``: an array, a tensor or a ``SplitRows`` view (read batch by batch). Runs in float32.
+    ``x``: an array, a tensor or a ``SplitRows`` view (read batch by batch, ahead by
+    ``loader_workers`` threads: None = automatic, see fcos.device). Runs in float32.
     """
     device = torch.device(device)
-    workers, pin = loader_settings(device, None)
+    workers, pin = loader_settings(device, loader_workers)
     model.eval()
     out = np.empty(len(x), dtype=np.int64)
     stream = batches(x, None, batch_size, device, workers=workers, pin_memory=pin)
@@ -197,21 +212,22 @@ def predict(model: nn.Module, x, batch_size: int = 512,
     return out
 
 
-def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int, device: torch.device) -> float:
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int, device: torch.device,
+             loader_workers: int | None = None) -> float:
     if len(y) == 0:
         return float("nan")
-    return float((predict(model, x, batch_size, device) == y).mean())
+    return float((predict(model, x, batch_size, device, loader_workers=loader_workers) == y).mean())
 
 
 @torch.no_grad()
 def loss_and_accuracy(model: nn.Module, x, y: np.ndarray, batch_size: int,
-                      device: torch.device) -> tuple[float, float]:
+                      device: torch.device, loader_workers: int | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` (eval mode, float32) on (x (N, 2, L), y (N,));
-    ``x`` as for ``predict``."""
+    ``x`` and ``loader_workers`` as for ``predict``."""
     if len(y) == 0:
         return float("nan"), float("nan")
     model.eval()
-    workers, pin = loader_settings(device, None)
+    workers, pin = loader_settings(device, loader_workers)
     loss_sum, correct = 0.0, 0
     for xb, target in batches(x, y, batch_size, device, workers=workers, pin_memory=pin):
         logits = model(xb)
@@ -437,7 +453,8 @@ def train_model(
         lr_used = optimizer.param_groups[0]["lr"]
         if not per_batch:
             scheduler.step()
-        val_loss, val_acc = loss_and_accuracy(model, x_val, y_val, config.eval_batch_size, device)
+        val_loss, val_acc = loss_and_accuracy(model, x_val, y_val, config.eval_batch_size, device,
+                                              config.loader_workers)
         record = {"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
                   "val_loss": val_loss, "val_accuracy": val_acc,
                   "samples_per_s": seen / elapsed if elapsed > 0 else float("nan"), "lr": lr_used}
@@ -522,14 +539,15 @@ def check_compatible(payload: dict, data, checkpoint_path: str | Path, allow_oth
 
 def evaluate_checkpoint(checkpoint_path: str | Path, data, split: str = "test",
                         device: str = "auto", batch_size: int = 512, progress: bool = False,
-                        allow_other_split: bool = False) -> dict:
+                        allow_other_split: bool = False, loader_workers: int | None = None) -> dict:
     """Accuracy overall, per SNR and per class, confusion matrix and cost of a checkpoint.
 
     Returns a JSON-able dict with ``accuracy``, ``accuracy_high_snr`` (frames at >= HIGH_SNR_DB),
     ``per_snr`` (str(snr) -> accuracy), ``per_class``, ``confusion``, ``n_test``, ``macs``,
     ``params``, reductions against the base architecture, ``train_history``, ``recovery``
     (epochs trained after the base model, per step), ``model``, ``dataset``, ``split``,
-    ``checkpoint``.
+    ``checkpoint``. Runs on ``device`` in float32 (batches read ahead by ``loader_workers``
+    threads, see ``predict``).
     """
     from .checkpoint import base_model
     from .metrics import classification_report, macs_and_params
@@ -537,9 +555,10 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data, split: str = "test",
     payload = load_model_checkpoint(checkpoint_path)
     check_compatible(payload, data, checkpoint_path, allow_other_split=allow_other_split)
     model = model_from_checkpoint(payload)
-    dev = resolve_device(device)
+    dev = resolve_device(device, key="device")
+    loader_settings(dev, loader_workers)  # checks the value before any work
     x, y, snr = data.split(split)
-    y_pred = predict(model.to(dev), x, batch_size, dev, progress=progress)
+    y_pred = predict(model.to(dev), x, batch_size, dev, progress=progress, loader_workers=loader_workers)
     report = classification_report(y, y_pred, snr, list(data.classes))
     high = snr >= HIGH_SNR_DB
     report["accuracy_high_snr"] = float((y_pred[high] == y[high]).mean()) if high.any() else None

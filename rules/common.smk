@@ -95,6 +95,13 @@ def train_options(wildcards):
     return options
 
 
+def device_settings(options):
+    """The device settings (fcos.device) in TrainConfig fields ``options``, as the keyword
+    arguments of fcos.api's pruning and diagnosis steps: the config's ``device`` and the
+    ``mixed_precision``/``loader_workers`` the training of the same run uses (those set)."""
+    return {key: options[key] for key in ("device", "mixed_precision", "loader_workers") if key in options}
+
+
 def step_resources(step, key):
     return config["resources"][step][key]
 

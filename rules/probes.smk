@@ -13,6 +13,7 @@ rule diagnose_base:
     params:
         options=lambda wildcards: dict(config["method_options"].get("lacd", {})),
         seed=lambda wildcards: int(wildcards.seed),
+        devices=lambda wildcards: device_settings(train_options(wildcards)),
     log:
         log_path("diagnose_base", "{dataset}", "{model}", "seed{seed}.log"),
     benchmark:

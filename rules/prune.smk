@@ -16,6 +16,7 @@ rule prune_step:
         budget=step_budget,
         options=step_options,
         seed=lambda wildcards: int(wildcards.seed),
+        devices=lambda wildcards: device_settings(finetune_options(wildcards)),
     log:
         log_path("prune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{stage}.log"),
     benchmark:

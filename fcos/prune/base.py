@@ -40,14 +40,19 @@ class PruneMethod(Protocol):
 
 
 METHODS: dict[str, PruneMethod] = {}
+#: Per method, the compute options (fcos.prune.options.COMPUTE_OPTIONS) it takes: the methods
+#: that run the model on data. prune_model fills them from the run's device settings.
+COMPUTE_KEYS: dict[str, tuple[str, ...]] = {}
 
 
-def register_method(name: str) -> Callable[[PruneMethod], PruneMethod]:
-    """Decorator: make ``fn`` available as pruning method ``name``."""
+def register_method(name: str, compute: tuple[str, ...] = ()) -> Callable[[PruneMethod], PruneMethod]:
+    """Decorator: make ``fn`` available as pruning method ``name``; ``compute``: the compute
+    options it takes (device, mixed_precision, loader_workers), if it runs the model on data."""
     def decorator(fn: PruneMethod) -> PruneMethod:
         if name in METHODS:
             raise ValueError(f"pruning method {name!r} registered twice")
         METHODS[name] = fn
+        COMPUTE_KEYS[name] = tuple(compute)
         return fn
     return decorator
 
@@ -76,7 +81,8 @@ def prune_model(method: str, model: nn.Module, *, model_name: str | None = None,
                 budget: float | None = None, data: Any = None, seed: int = 0,
                 options: dict[str, Any] | None = None, progress: bool = False,
                 example_input: Any = None, blocks: list[str] | None = None,
-                stem: str | None = None) -> PruneResult:
+                stem: str | None = None, device: str | None = None,
+                mixed_precision: str | None = None, loader_workers: int | None = None) -> PruneResult:
     """Run pruning method ``method`` (see ``METHODS``) on ``model``.
 
     ``model_name``: the registry name the model was built as. None: any network taking I/Q
@@ -84,6 +90,12 @@ def prune_model(method: str, model: nn.Module, *, model_name: str | None = None,
     LaCD's blocks/stem are found from its dataflow (fcos.prune.user_model; ``blocks`` and
     ``stem`` name them instead). The input model is never modified; a user network's pruned
     copy rebuilds with fcos.prune.user_model.load_pruned(builder(), architecture, state_dict).
+
+    ``device``, ``mixed_precision``, ``loader_workers``: the run's device settings (those of
+    training, fcos.device), given to every method that runs the model on data (LaCD and LCP
+    probes, SR-init, slimming's sparsity training, Taylor gradients) as the options of those
+    names that ``options`` does not set itself (an explicit method option wins); None leaves the
+    method's default. Data-free methods compute on the CPU and ignore them.
     """
     from . import load_methods
 
@@ -91,6 +103,8 @@ def prune_model(method: str, model: nn.Module, *, model_name: str | None = None,
     if method not in METHODS:
         raise ConfigError(f"unknown pruning method {method!r}: expected one of {', '.join(sorted(METHODS))}")
     original = model
+    run = {"device": device, "mixed_precision": mixed_precision, "loader_workers": loader_workers}
+    options = {**{key: run[key] for key in COMPUTE_KEYS[method] if run[key] is not None}, **dict(options or {})}
     if model_name is None:
         from .user_model import prepared_user_model
 
@@ -100,7 +114,7 @@ def prune_model(method: str, model: nn.Module, *, model_name: str | None = None,
         raise ConfigError(f"blocks/stem are for models without a registry name; {model_name} "
                           f"declares its own")
     result = METHODS[method](model, model_name=model_name, budget=check_budget(budget), data=data,
-                             seed=seed, options=dict(options or {}), progress=progress)
+                             seed=seed, options=options, progress=progress)
     if model_name is None:
         from .user_model import check_same_outputs
 

@@ -13,6 +13,7 @@ from torch import nn
 from .base import PruneResult, register_method
 from .channel_selection import prune_channels
 from .importance import CRITERIA
+from .options import COMPUTE_OPTIONS
 
 
 def _method(name: str, model: nn.Module, model_name: str, budget: float | None, data: Any,
@@ -36,20 +37,20 @@ def fpgm(model: nn.Module, *, model_name: str, budget: float | None, data: Any, 
     return _method("fpgm", model, model_name, budget, data, seed, options, progress)
 
 
-@register_method("slimming")
+@register_method("slimming", compute=tuple(COMPUTE_OPTIONS))
 def slimming(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
              options: dict[str, Any], progress: bool) -> PruneResult:
     """Network slimming to the budget: sparsity training, then BatchNorm-scale ranking.
     Options: allocation, stream, min_channels, sparsity_epochs, sparsity_lambda, lr, batch_size,
-    max_batches, device."""
+    max_batches, device, mixed_precision, loader_workers."""
     return _method("slimming", model, model_name, budget, data, seed, options, progress)
 
 
-@register_method("taylor")
+@register_method("taylor", compute=tuple(COMPUTE_OPTIONS))
 def taylor(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
            options: dict[str, Any], progress: bool) -> PruneResult:
     """First-order Taylor pruning to the budget. Options: allocation, stream, min_channels,
-    num_batches, batch_size, device."""
+    num_batches, batch_size, device, mixed_precision, loader_workers."""
     return _method("taylor", model, model_name, budget, data, seed, options, progress)
 
 

@@ -48,11 +48,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..batches import gather
+from ..batches import batches
+from ..device import autocast, effective_precision, loader_settings
 from ..errors import ConfigError
 from .groups import ChannelGroup
 from .modes import eval_mode
-from .options import check_device, check_integer, check_number
+from .options import COMPUTE_OPTIONS, check_compute, check_integer, check_number
 from .sparsity import BATCH_NORM, sparsity_training, train_tensors
 
 
@@ -149,7 +150,7 @@ class BatchNormScale(Criterion):
     #: from scratch; the pipeline's recovery fine-tuning follows anyway). lambda 1e-4 is the
     #: paper's VGG/CIFAR value and the project's L1 coefficient; Adam at the training lr.
     options = {"sparsity_epochs": 5, "sparsity_lambda": 1e-4, "lr": 1e-3, "batch_size": 128,
-               "max_batches": None, "device": "auto"}
+               "max_batches": None, **COMPUTE_OPTIONS}
 
     def check(self, model, groups, options, data, model_name):
         if not any(isinstance(m, BATCH_NORM) for m in model.modules()):
@@ -167,7 +168,7 @@ class BatchNormScale(Criterion):
         check_integer("batch_size", options["batch_size"], 1)
         if options["max_batches"] is not None:
             check_integer("max_batches", options["max_batches"], 1)
-        check_device(options["device"])
+        check_compute(options)
         if options["sparsity_epochs"] > 0 and data is None:
             raise ConfigError("pruning method slimming needs the prepared dataset for its sparsity "
                               "training (or sparsity_epochs=0)")
@@ -178,11 +179,12 @@ class BatchNormScale(Criterion):
                              if isinstance(m, BATCH_NORM) and m.affine))
         if options["sparsity_epochs"] == 0:
             return {"gamma_l1_before": gamma_l1, "sparsity_training": None}
+        device, precision, workers = check_compute(options)
         history = sparsity_training(
             model, context.data, epochs=options["sparsity_epochs"],
             penalty=options["sparsity_lambda"], lr=options["lr"], batch_size=options["batch_size"],
-            max_batches=options["max_batches"], seed=context.seed,
-            device=check_device(options["device"]), progress=context.progress)
+            max_batches=options["max_batches"], seed=context.seed, device=device,
+            mixed_precision=precision, loader_workers=workers, progress=context.progress)
         return {"gamma_l1_before": gamma_l1, "sparsity_training": history}
 
     def producer_scores(self, model, groups, context):
@@ -195,21 +197,23 @@ class FirstOrderTaylor(Criterion):
     name = "taylor"
     description = ("first-order Taylor (Molchanov et al. 2019): mean over mini-batches of "
                    "(sum of weight x gradient of the channel's last affine parameters)^2")
-    options = {"num_batches": 16, "batch_size": 128, "device": "auto"}
+    options = {"num_batches": 16, "batch_size": 128, **COMPUTE_OPTIONS}
 
     def check(self, model, groups, options, data, model_name):
         check_integer("num_batches", options["num_batches"], 1)
         check_integer("batch_size", options["batch_size"], 1)
-        check_device(options["device"])
+        check_compute(options)
         if data is None:
             raise ConfigError("pruning method taylor needs the prepared dataset (it takes "
                               "gradients on training batches)")
 
     def producer_scores(self, model, groups, context):
         options = context.options
+        device, precision, workers = check_compute(options)
         return taylor_scores(model, groups, context.data, num_batches=options["num_batches"],
-                             batch_size=options["batch_size"], seed=context.seed,
-                             device=check_device(options["device"]), progress=context.progress)
+                             batch_size=options["batch_size"], seed=context.seed, device=device,
+                             mixed_precision=precision, loader_workers=workers,
+                             progress=context.progress)
 
 
 class RandomChannels(Criterion):
@@ -255,39 +259,69 @@ def _taylor_contribution(module: nn.Module, norm: nn.Module | None) -> torch.Ten
     return total
 
 
+#: First loss scale of Taylor's fp16 backward passes (halved until the gradients are finite).
+FP16_TAYLOR_LOSS_SCALE = 2.0 ** 16
+
+
 def taylor_scores(model: nn.Module, groups: Sequence[ChannelGroup], data: Any, *,
                   num_batches: int, batch_size: int, seed: int, device: torch.device,
+                  mixed_precision: str = "off", loader_workers: int | None = None,
                   progress: bool = False) -> dict[str, list[np.ndarray]]:
     """Per group, per learned producer: mean over mini-batches of the squared per-batch
     first-order Taylor contribution of each channel (see the module docstring).
 
     Batches: ``num_batches`` x ``batch_size`` training examples in a seeded random order
-    (fewer when the split is smaller). Eval mode; gradients are computed for every parameter
-    and cleared afterwards; the model's weights, flags and device are left as they were.
+    (fewer when the split is smaller), read ahead by ``loader_workers`` threads on ``device``.
+    Eval mode; gradients are computed for every parameter and cleared afterwards; the model's
+    weights, flags and device are left as they were. On CUDA the forward pass may run in
+    ``mixed_precision`` (the loss and the parameters' gradients stay float32); with "fp16" the
+    loss is scaled for the backward pass (from FP16_TAYLOR_LOSS_SCALE, halved while a gradient
+    overflows) and the contributions unscaled, so small gradients do not underflow. On a CPU
+    it runs in float32.
     """
     xs, ys = train_tensors(data)
     order = torch.from_numpy(np.random.default_rng(seed).permutation(len(ys)))
     order = order[:num_batches * batch_size]
-    batches = math.ceil(len(order) / batch_size)
+    steps = math.ceil(len(order) / batch_size)
     parameters = list(model.parameters())
     flags = [p.requires_grad for p in parameters]
     original = parameters[0].device
+    precision = effective_precision(device, mixed_precision)
+    workers, pin = loader_settings(device, loader_workers)
     sums = {group.name: [torch.zeros(group.channels, dtype=torch.float64)
                          for _ in learned_producers(model, group)] for group in groups}
     try:
         with eval_mode(model.to(device)):
             for p in parameters:
                 p.requires_grad_(True)
-            for batch in tqdm(range(batches), desc="taylor", disable=not progress, leave=False):
-                rows = order[batch * batch_size:(batch + 1) * batch_size]
-                model.zero_grad(set_to_none=True)
-                F.cross_entropy(model(gather(xs, rows).to(device)), ys[rows].to(device)).backward()
+            stream = batches(xs, ys, batch_size, device, order=order, workers=workers, pin_memory=pin)
+            for xb, yb in tqdm(stream, total=steps, desc="taylor", disable=not progress, leave=False):
+                scale = _taylor_backward(model, parameters, xb, yb, device, precision)
                 for group in groups:
                     for index, (_, module, norm) in enumerate(learned_producers(model, group)):
-                        sums[group.name][index] += _taylor_contribution(module, norm).cpu() ** 2
+                        contribution = _taylor_contribution(module, norm)
+                        if scale != 1.0:
+                            contribution = contribution / scale
+                        sums[group.name][index] += contribution.cpu() ** 2
     finally:
         model.zero_grad(set_to_none=True)
         for p, flag in zip(parameters, flags):
             p.requires_grad_(flag)
         model.to(original)
-    return {name: [(total / batches).numpy() for total in totals] for name, totals in sums.items()}
+    return {name: [(total / steps).numpy() for total in totals] for name, totals in sums.items()}
+
+
+def _taylor_backward(model: nn.Module, parameters: Sequence[nn.Parameter], xb: torch.Tensor,
+                     yb: torch.Tensor, device: torch.device, precision: str) -> float:
+    """Gradients of the batch's mean cross-entropy in every parameter's ``.grad``; returns the
+    loss scale they carry (1.0 except for fp16, see ``taylor_scores``)."""
+    scale = FP16_TAYLOR_LOSS_SCALE if precision == "fp16" else 1.0
+    while True:
+        model.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            logits = model(xb)
+        loss = F.cross_entropy(logits.float(), yb)
+        (loss if scale == 1.0 else loss * scale).backward()
+        if scale == 1.0 or all(bool(torch.isfinite(p.grad).all()) for p in parameters if p.grad is not None):
+            return scale
+        scale = max(1.0, scale / 2)

@@ -20,7 +20,7 @@ from ..checkpoint import merge_architecture
 from ..errors import ConfigError
 from .architecture import input_architecture
 from .base import PruneResult, register_method
-from .options import check_options
+from .options import COMPUTE_OPTIONS, check_options
 from .block_selection import REMOVAL_OPTIONS, lowest_gain_blocks, prune_ranked_to_budget, rank_by_score, \
     remove_and_summarise
 from .probes import DIAGNOSE_OPTIONS, diagnose_collapse
@@ -29,7 +29,7 @@ from .probes import DIAGNOSE_OPTIONS, diagnose_collapse
 LACD_OPTIONS = DIAGNOSE_OPTIONS + REMOVAL_OPTIONS + ("num_blocks",)
 
 
-@register_method("lacd")
+@register_method("lacd", compute=tuple(COMPUTE_OPTIONS))
 def lacd(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
          options: dict[str, Any], progress: bool) -> PruneResult:
     """FCOS stage 2. budget None: remove the collapsed blocks (epsilon criterion); option

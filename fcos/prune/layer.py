@@ -37,7 +37,7 @@ from ..checkpoint import merge_architecture
 from ..errors import ConfigError
 from .architecture import input_architecture
 from .base import PruneResult, input_length, register_method, require_budget
-from .options import check_options
+from .options import COMPUTE_OPTIONS, check_compute, check_options
 from .block_selection import REMOVAL_OPTIONS, prune_ranked_to_budget, rank_by_score
 from .blocks import inspect_blocks
 from .modes import preserved_modes
@@ -69,7 +69,7 @@ def removable_names(model: nn.Module, length: int) -> list[str]:
 # --------------------------------------------------------------------------------------- LCP
 
 
-@register_method("lcp")
+@register_method("lcp", compute=tuple(COMPUTE_OPTIONS))
 def lcp(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
         options: dict[str, Any], progress: bool) -> PruneResult:
     """Linear classifier probes: remove the blocks whose probe accuracy rises least.
@@ -110,15 +110,17 @@ def reinitialise(block: nn.Module) -> None:
 
 def reinitialisation_drops(model: nn.Module, blocks: Sequence[str], x: np.ndarray, y: np.ndarray, *,
                            seed: int, batch_size: int, device: torch.device,
+                           loader_workers: int | None = None,
                            progress: bool = False) -> tuple[float, dict[str, float]]:
     """Accuracy on (x (N, 2, L), y (N,)) of ``model``, and its drop when each block in turn is
-    re-initialised (seeded per block, then restored). The model ends as it started."""
+    re-initialised (seeded per block, then restored), measured on ``device`` in float32 like an
+    evaluation (batches read ahead by ``loader_workers`` threads). The model ends as it started."""
     from ..train import accuracy
 
     original_device = next(model.parameters()).device
     try:
         with preserved_modes(model.to(device)):
-            base = accuracy(model, x, y, batch_size, device)
+            base = accuracy(model, x, y, batch_size, device, loader_workers)
             drops = {}
             for index, name in enumerate(tqdm(blocks, desc="SR-init", disable=not progress, leave=False)):
                 block = model.get_submodule(name)
@@ -126,25 +128,29 @@ def reinitialisation_drops(model: nn.Module, blocks: Sequence[str], x: np.ndarra
                 with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is not consumed
                     torch.manual_seed(_block_seed(seed, index))
                     reinitialise(block)
-                drops[name] = base - accuracy(model, x, y, batch_size, device)
+                drops[name] = base - accuracy(model, x, y, batch_size, device, loader_workers)
                 block.load_state_dict(saved)
     finally:
         model.to(original_device)
     return base, drops
 
 
-@register_method("sr-init")
+#: The compute options of SR-init: float32 accuracy, so no mixed precision.
+SR_INIT_COMPUTE = ("device", "loader_workers")
+
+
+@register_method("sr-init", compute=SR_INIT_COMPUTE)
 def sr_init(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
             options: dict[str, Any], progress: bool) -> PruneResult:
     """SR-init: remove the blocks whose re-initialisation costs the least validation accuracy.
 
     Options: val_samples (default 2000; None = the whole val split), batch_size, device ("auto"),
-    and budget_rule, reference_macs, architecture.
+    loader_workers (None: automatic), and budget_rule, reference_macs, architecture. Accuracy is
+    measured in float32, like an evaluation (no mixed precision).
     """
-    from ..train import resolve_device
-
     tic = time.perf_counter()
-    check_options("sr-init", options, ("val_samples", "batch_size", "device") + REMOVAL_OPTIONS)
+    check_options("sr-init", options, SR_INIT_COMPUTE + ("val_samples", "batch_size") + REMOVAL_OPTIONS)
+    device, _, workers = check_compute(options)
     budget = require_budget("sr-init", budget)
     if data is None:
         raise ConfigError("pruning method sr-init needs the prepared dataset (it measures val accuracy)")
@@ -159,8 +165,7 @@ def sr_init(model: nn.Module, *, model_name: str, budget: float | None, data: An
     blocks = removable_names(model, input_length(model, data))
     base, drops = reinitialisation_drops(model, blocks, x, y, seed=seed,
                                          batch_size=int(options.get("batch_size", 512)),
-                                         device=resolve_device(options.get("device", "auto")),
-                                         progress=progress)
+                                         device=device, loader_workers=workers, progress=progress)
     ranking = sorted(blocks, key=lambda name: drops[name])  # stable: ties keep depth order
     return _prune_by_ranking("sr-init", model, ranking, drops, model_name=model_name, budget=budget,
                              data=data, options=options,

@@ -37,9 +37,25 @@ def check_number(key: str, value: Any, *, positive: bool) -> float:
     return float(value)
 
 
+#: Options of the methods that run the model on data (probes, gradients, training), with their
+#: defaults: where and how they compute (fcos.device). ``prune_model(device=...,
+#: mixed_precision=..., loader_workers=...)`` fills the ones a method takes and was not given.
+COMPUTE_OPTIONS: dict[str, Any] = {"device": "auto", "mixed_precision": "off", "loader_workers": None}
+
+
 def check_device(value: Any) -> torch.device:
-    from ..train import resolve_device
+    from ..device import resolve_device
 
     if not isinstance(value, str):
         raise ConfigError(f"device={value!r}: expected 'auto', 'cpu' or 'cuda[:N]'")
-    return resolve_device(value)
+    return resolve_device(value, key="device")
+
+
+def check_compute(options: Mapping[str, Any]) -> tuple[torch.device, str, int | None]:
+    """(device, mixed-precision mode, loader threads) of a method's options (defaults:
+    ``COMPUTE_OPTIONS``); ConfigError naming the option on a bad value."""
+    from ..device import check_precision, check_workers
+
+    values = {**COMPUTE_OPTIONS, **{k: v for k, v in options.items() if k in COMPUTE_OPTIONS}}
+    return (check_device(values["device"]), check_precision(values["mixed_precision"], "mixed_precision"),
+            check_workers(values["loader_workers"], "loader_workers"))

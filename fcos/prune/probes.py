@@ -14,8 +14,8 @@ Probes
     both, concatenated; "flatten" no pooling, memory hungry). The pooled features are cached in
     memory (``max_train`` caps the train examples; when the cache would exceed
     ``cache_limit_bytes``, 4 GiB by default, a smaller train subset is used and the report says
-    so). Per point, one softmax-regression probe is
-    fit on standardised train features (mean/std of the train features) with a small L2 penalty
+    so). Per point, one softmax-regression probe is fit (on the run's device, in float32) on
+    standardised train features (mean/std of the train features) with a small L2 penalty
     and scored on the validation features: accuracy a_k. The default optimiser is full-batch
     L-BFGS from a zero start: the L2-penalised problem is strictly convex, so the probe is
     (up to the iteration cap) the unique optimum and a_k depends on the features, not on
@@ -46,6 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..batches import batches
+from ..device import autocast, check_precision, effective_precision, loader_settings, resolve_device
 from ..errors import ConfigError
 from ..metrics import macs_and_params
 from .blocks import inspect_blocks, shapes_at
@@ -63,7 +65,7 @@ _CONSTANT_RELATIVE_STD = 1e-6
 #: Options of the "lacd" method that go to ``diagnose_collapse``.
 DIAGNOSE_OPTIONS = ("pooling", "epsilon", "max_train", "max_val", "batch_size", "probe_optimizer",
                     "probe_steps", "probe_weight_decay", "probe_lr", "probe_batch_size", "device",
-                    "cache_limit_bytes")
+                    "mixed_precision", "loader_workers", "cache_limit_bytes")
 
 
 def pool_features(output: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -86,12 +88,16 @@ def pool_features(output: torch.Tensor, pooling: str) -> torch.Tensor:
     raise ConfigError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
 
 def collect_features(model: nn.Module, x: np.ndarray, points: Sequence[str], *, pooling: str,
-                     batch_size: int, device: torch.device, progress: bool = False,
+                     batch_size: int, device: torch.device, mixed_precision: str = "off",
+                     loader_workers: int | None = None, progress: bool = False,
                      desc: str = "features") -> tuple[dict[str, torch.Tensor], np.ndarray]:
     """One frozen forward pass over ``x`` (N, 2, L), pooling the output of each module in ``points``.
 
     Returns ({point: float32 CPU tensor (N, d_point)}, the model's predicted classes (N,) int64).
-    The model must already be on ``device`` and in eval mode.
+    The model must already be on ``device`` and in eval mode. The forward pass runs in
+    ``mixed_precision`` on CUDA (fcos.device.autocast; float32 on a CPU), batches are read
+    ahead by ``loader_workers`` threads (fcos.device.loader_settings); the pooled features are
+    cached in float32 on the CPU.
     """
     n = len(x)
     features: dict[str, torch.Tensor] = {}
@@ -99,7 +105,7 @@ def collect_features(model: nn.Module, x: np.ndarray, points: Sequence[str], *, 
 
     def make_hook(name):
         def hook(module, inputs, output):
-            pooled = pool_features(output, pooling).float().cpu()
+            pooled = pool_features(output.float(), pooling).cpu()  # pooled in float32 under autocast too
             if name not in features:  # allocate once the width is known: no list-then-concat copy
                 features[name] = torch.empty(n, pooled.shape[1], dtype=torch.float32)
             features[name][cursor[0]:cursor[1]] = pooled
@@ -107,13 +113,17 @@ def collect_features(model: nn.Module, x: np.ndarray, points: Sequence[str], *, 
 
     handles = [model.get_submodule(name).register_forward_hook(make_hook(name)) for name in points]
     predictions = np.empty(n, dtype=np.int64)
+    workers, pin = loader_settings(device, loader_workers)
+    stream = batches(x, None, batch_size, device, workers=workers, pin_memory=pin)
     try:
         with torch.no_grad():
-            for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
-                batch = torch.as_tensor(np.ascontiguousarray(x[start:start + batch_size]),
-                                        dtype=torch.float32).to(device)
+            start = 0
+            for batch, _ in tqdm(stream, total=-(-n // batch_size), desc=desc, disable=not progress, leave=False):
                 cursor[:] = [start, start + len(batch)]
-                predictions[start:start + len(batch)] = model(batch).argmax(dim=1).cpu().numpy()
+                with autocast(device, mixed_precision):
+                    logits = model(batch)
+                predictions[start:start + len(batch)] = logits.argmax(dim=1).cpu().numpy()
+                start += len(batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -132,18 +142,24 @@ class LinearProbe:
     bias: torch.Tensor
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, d) -> (N, K)."""
+        """(N, d) -> (N, K), on the probe's device."""
+        features = features.to(self.weight.device)
         return ((features - self.mean) / self.scale) @ self.weight + self.bias
 
     def accuracy(self, features: torch.Tensor, labels: torch.Tensor) -> float:
         if len(labels) == 0:
             return float("nan")
-        return float((self.logits(features).argmax(dim=1) == labels).double().mean())
+        predicted = self.logits(features).argmax(dim=1)
+        return float((predicted == labels.to(predicted.device)).double().mean())
 
 def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
                      optimizer: str = "lbfgs", steps: int = 100, weight_decay: float = 1e-3,
-                     lr: float = 1e-2, batch_size: int = 1024, seed: int = 0) -> LinearProbe:
+                     lr: float = 1e-2, batch_size: int = 1024, seed: int = 0,
+                     device: torch.device | None = None) -> LinearProbe:
     """Fit a softmax-regression probe on ``features`` (N, d) float32 and ``labels`` (N,) int64.
+
+    ``device``: where the fit runs, in float32 (None: the features' device); the probe's tensors
+    live there. The same data give the same probe on a CPU whatever device it was cached from.
 
     Loss: mean cross-entropy + weight_decay / 2 * ||weight||^2, weights start at zero.
     ``optimizer="lbfgs"``: full batch, ``steps`` L-BFGS iterations with strong-Wolfe line search
@@ -154,14 +170,16 @@ def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: 
         raise ConfigError(f"probe_optimizer={optimizer!r}: expected one of {', '.join(PROBE_OPTIMIZERS)}")
     if steps < 1:
         raise ConfigError(f"probe_steps={steps!r}: expected an integer >= 1")
+    if device is not None:
+        features, labels = features.to(device), labels.to(device)
     mean = features.mean(dim=0)
     std = features.std(dim=0, unbiased=False)
     constant = (std == 0) | (std <= _CONSTANT_RELATIVE_STD * mean.abs())
     scale = torch.where(constant, torch.ones_like(std), std)
     z = (features - mean) / scale
     z[:, constant] = 0.0
-    weight = torch.zeros(z.shape[1], num_classes, requires_grad=True)
-    bias = torch.zeros(num_classes, requires_grad=True)
+    weight = torch.zeros(z.shape[1], num_classes, device=z.device, requires_grad=True)
+    bias = torch.zeros(num_classes, device=z.device, requires_grad=True)
 
     def loss_of(inputs, targets):
         return F.cross_entropy(inputs @ weight + bias, targets) + 0.5 * weight_decay * weight.pow(2).sum()
@@ -181,9 +199,9 @@ def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: 
             solver.step(closure)
         else:
             solver = torch.optim.Adam([weight, bias], lr=lr)
-            generator = torch.Generator().manual_seed(seed)
+            generator = torch.Generator().manual_seed(seed)  # on the CPU: the same order anywhere
             for _ in range(steps):
-                order = torch.randperm(len(labels), generator=generator)
+                order = torch.randperm(len(labels), generator=generator).to(z.device)
                 for start in range(0, len(labels), batch_size):
                     idx = order[start:start + batch_size]
                     solver.zero_grad()
@@ -227,6 +245,7 @@ def diagnose_collapse(model: nn.Module, data, *, pooling: str = "gap", epsilon: 
                       batch_size: int = 512, probe_optimizer: str = "lbfgs", probe_steps: int = 100,
                       probe_weight_decay: float = 1e-3, probe_lr: float = 1e-2,
                       probe_batch_size: int = 1024, device: str = "auto",
+                      mixed_precision: str = "off", loader_workers: int | None = None,
                       cache_limit_bytes: int = DEFAULT_CACHE_LIMIT_BYTES,
                       progress: bool = False) -> dict[str, Any]:
     """Probe the stem and every block of ``model`` and flag the collapsed blocks.
@@ -243,8 +262,11 @@ def diagnose_collapse(model: nn.Module, data, *, pooling: str = "gap", epsilon: 
         batch_size: examples per forward batch.
         probe_optimizer, probe_steps, probe_weight_decay, probe_lr, probe_batch_size: see
             ``fit_linear_probe`` (lr and batch size are used by Adam only).
-        device: "auto" (CUDA when present), "cpu" or "cuda[:N]" for the forward passes; the
-            probes are fit on the CPU.
+        device: "auto" (CUDA when present), "cpu" or "cuda[:N]": where the forward passes run
+            and the probes are fit (the feature cache stays in CPU memory).
+        mixed_precision: "off", "bf16" or "fp16" for the forward passes on CUDA (the probes are
+            fit in float32; a CPU runs float32 throughout).
+        loader_workers: threads reading batches ahead (None: automatic, fcos.device).
         cache_limit_bytes: bound on the cached pooled features (4 bytes x examples x the
             summed feature widths); when the train examples asked for do not fit, a smaller
             seeded train subset is used and ``train_capped_by_memory`` is set.
@@ -259,8 +281,6 @@ def diagnose_collapse(model: nn.Module, data, *, pooling: str = "gap", epsilon: 
     ``params``, ``config``, and
     ``time_s`` {features, probes, total}.
     """
-    from ..train import resolve_device
-
     tic = time.perf_counter()
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling={pooling!r}: expected one of {', '.join(POOLINGS)}")
@@ -269,7 +289,9 @@ def diagnose_collapse(model: nn.Module, data, *, pooling: str = "gap", epsilon: 
     if probe_optimizer not in PROBE_OPTIMIZERS:
         raise ConfigError(f"probe_optimizer={probe_optimizer!r}: expected one of {', '.join(PROBE_OPTIMIZERS)}")
     length = int(getattr(data, "length", None) or model.length)
-    run_device = resolve_device(device)
+    run_device = resolve_device(device, key="device")
+    precision = effective_precision(run_device, check_precision(mixed_precision, "mixed_precision"))
+    loader_settings(run_device, loader_workers)  # checks the value before any work
 
     infos = inspect_blocks(model, length)
     stem = model.stem_name
@@ -303,11 +325,12 @@ def diagnose_collapse(model: nn.Module, data, *, pooling: str = "gap", epsilon: 
     original_device = model_device(model)
     try:
         with eval_mode(model.to(run_device)):
+            compute = {"device": run_device, "mixed_precision": precision, "loader_workers": loader_workers}
             train_features, _ = collect_features(model, x_train, probed, pooling=pooling, batch_size=batch_size,
-                                                 device=run_device, progress=progress, desc="LaCD train features")
+                                                 progress=progress, desc="LaCD train features", **compute)
             val_features, val_predictions = collect_features(model, x_val, probed, pooling=pooling,
-                                                             batch_size=batch_size, device=run_device,
-                                                             progress=progress, desc="LaCD val features")
+                                                             batch_size=batch_size, progress=progress,
+                                                             desc="LaCD val features", **compute)
     finally:
         model.to(original_device)
     features_s = time.perf_counter() - tic
@@ -318,7 +341,7 @@ def diagnose_collapse(model: nn.Module, data, *, pooling: str = "gap", epsilon: 
     for name in tqdm(probed, desc="LaCD probes", disable=not progress, leave=False):
         probe = fit_linear_probe(train_features[name], y_train_t, num_classes, optimizer=probe_optimizer,
                                  steps=probe_steps, weight_decay=probe_weight_decay, lr=probe_lr,
-                                 batch_size=probe_batch_size, seed=seed)
+                                 batch_size=probe_batch_size, seed=seed, device=run_device)
         accuracies[name] = (probe.accuracy(val_features[name], y_val_t),
                             probe.accuracy(train_features[name], y_train_t))
         del train_features[name], val_features[name]  # free each point's cache once probed
@@ -359,6 +382,7 @@ def diagnose_collapse(model: nn.Module, data, *, pooling: str = "gap", epsilon: 
         "config": {"pooling": pooling, "epsilon": epsilon, "max_train": max_train, "max_val": max_val,
                    "seed": seed, "batch_size": batch_size, "probe_optimizer": probe_optimizer,
                    "probe_steps": probe_steps, "probe_weight_decay": probe_weight_decay,
-                   "probe_lr": probe_lr, "probe_batch_size": probe_batch_size, "device": str(run_device)},
+                   "probe_lr": probe_lr, "probe_batch_size": probe_batch_size, "device": str(run_device),
+                   "mixed_precision": precision},
         "time_s": {"features": features_s, "probes": probes_s, "total": time.perf_counter() - tic},
     }
