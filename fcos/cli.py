@@ -24,14 +24,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _checked_number(convert, accept, expected: str, name: str):
+    """An argparse type: ``convert`` the text, then ``accept`` the value, else one line saying
+    what was ``expected``."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+_positive_int = _checked_number(int, lambda value: value >= 1, "a positive integer", "positive_int")
+_fraction = _checked_number(float, lambda value: 0 <= value < 1, "a number in [0, 1)", "fraction")
+_workers = _checked_number(int, lambda value: value >= 0, "an integer >= 0", "workers")
 
 
 def _seed(text: str) -> int:
@@ -43,16 +55,6 @@ def _seed(text: str) -> int:
         return check_seed(int(text))
     except (ValueError, ConfigError):
         raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}") from None
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
 
 
 def _device(text: str) -> str:
@@ -68,16 +70,6 @@ def _device(text: str) -> str:
     return text
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
 def _megabytes(text: str) -> float:
     from .data.prepared import resolve_max_in_memory_mb
     from .errors import ConfigError
@@ -86,6 +78,18 @@ def _megabytes(text: str) -> float:
         return resolve_max_in_memory_mb(float(text))
     except (ValueError, ConfigError):
         raise argparse.ArgumentTypeError(f"expected a number of MB >= 0, got {text!r}") from None
+
+
+def _add_training_flags(p: argparse.ArgumentParser) -> None:
+    """The options 'fcos train' and 'fcos finetune' share (fcos.train.TrainConfig fields; unset
+    ones keep the TrainConfig defaults), with the device settings."""
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--seed", type=_seed)
+    p.add_argument("--lr", type=float)
+    _add_device_flags(p)
+    p.add_argument("--max-batches-per-epoch", type=_positive_int, help="cap steps per epoch (smoke runs)")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _add_device_flags(p: argparse.ArgumentParser, *, precision: bool = True,
@@ -367,14 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_file(p, "the checkpoint records the file, function, arguments and the file's "
                        "SHA-256, so later commands rebuild it without being told")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--seed", type=_seed)
-    p.add_argument("--lr", type=float)
+    _add_training_flags(p)
     p.add_argument("--l1-penalty", type=float, help="L1 coefficient (default: the authors' per-model choice)")
-    _add_device_flags(p)
-    p.add_argument("--max-batches-per-epoch", type=_positive_int, help="cap steps per epoch (smoke runs)")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy overall / per SNR / confusion of a checkpoint, to JSON")
@@ -416,13 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--epochs", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--seed", type=_seed)
-    p.add_argument("--lr", type=float)
-    _add_device_flags(p)
-    p.add_argument("--max-batches-per-epoch", type=_positive_int)
-    p.add_argument("--no-progress", action="store_true")
+    _add_training_flags(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("diagnose", help="LaCD linear probes on every block of a checkpoint (collapsed blocks), to JSON")

@@ -257,6 +257,24 @@ def _bn(model: nn.Module, dotted: str, width: int) -> None:
     _set(model, dotted, type(model.get_submodule(dotted))(width))
 
 
+def _assert_runs_and_is_cheaper(model: nn.Module, base_macs: int) -> None:
+    """The narrowed model maps (4, 2, 128) frames to 11 logits, back-propagates, costs fewer MACs."""
+    model.train()
+    out = model(torch.randn(4, 2, 128))
+    assert out.shape == (4, 11)
+    out.sum().backward()
+    assert macs_and_params(model, 128)[0] < base_macs
+
+
+def _narrow_resnet_stream(model: nn.Module, stage: str, width: int) -> None:
+    """Every writer (conv2/bn2) and in-stage reader (conv1 of blocks 1..8) of ``stage``'s stream."""
+    for i in range(9):
+        if i:
+            _conv(model, f"{stage}.{i}.conv1", cin=width)
+        _conv(model, f"{stage}.{i}.conv2", cout=width)
+        _bn(model, f"{stage}.{i}.bn2", width)
+
+
 def test_resnet56_narrowed_forward():
     model = _build("resnet56", 11, 128)
     base_macs, _ = macs_and_params(model, 128)
@@ -265,24 +283,12 @@ def test_resnet56_narrowed_forward():
     _bn(model, "layer1.3.bn1", 7)
     _conv(model, "layer1.3.conv2", cin=7)
     # the whole stage-2 residual stream 32 -> 24: both zero-pad shortcuts read widths at run time
-    for i in range(9):
-        if i:
-            _conv(model, f"layer2.{i}.conv1", cin=24)
-        _conv(model, f"layer2.{i}.conv2", cout=24)
-        _bn(model, f"layer2.{i}.bn2", 24)
+    _narrow_resnet_stream(model, "layer2", 24)
     _conv(model, "layer3.0.conv1", cin=24)
     # the stage-3 stream 64 -> 40 and the classifier input with it
-    for i in range(9):
-        if i:
-            _conv(model, f"layer3.{i}.conv1", cin=40)
-        _conv(model, f"layer3.{i}.conv2", cout=40)
-        _bn(model, f"layer3.{i}.bn2", 40)
+    _narrow_resnet_stream(model, "layer3", 40)
     _set(model, "fc", nn.Linear(40, 11))
-    model.train()
-    out = model(torch.randn(4, 2, 128))
-    assert out.shape == (4, 11)
-    out.sum().backward()
-    assert macs_and_params(model, 128)[0] < base_macs
+    _assert_runs_and_is_cheaper(model, base_macs)
 
 
 def test_cnn1d_narrowed_forward():
@@ -298,11 +304,7 @@ def test_cnn1d_narrowed_forward():
         _conv(model, f"stacks.5.{conv}", cin=16)
     _set(model, "dense", nn.Linear(16 * 2, 64))  # flatten is 16 x L/64
     _set(model, "classifier", nn.Linear(64, 11))
-    model.train()
-    out = model(torch.randn(4, 2, 128))
-    assert out.shape == (4, 11)
-    out.sum().backward()
-    assert macs_and_params(model, 128)[0] < base_macs
+    _assert_runs_and_is_cheaper(model, base_macs)
 
 
 def test_signet50_narrowed_forward(signet32):

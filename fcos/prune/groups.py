@@ -165,51 +165,52 @@ def _cnn1d_groups(model: nn.Module) -> list[ChannelGroup]:
     return groups
 
 
-def _resnet56_groups(model: nn.Module) -> list[ChannelGroup]:
+def _residual_groups(model: nn.Module, stages: list[str], block_type: type, *, first_stream: str,
+                     shortcut: str, shortcut_norm: str | None, inner: tuple[tuple[str, str], ...],
+                     last: tuple[str, str], head: str) -> list[ChannelGroup]:
+    """The groups of a residual network: one stream per stage, opened by the stem (named
+    ``first_stream``) or by a block's ``shortcut`` projection (with its ``shortcut_norm``),
+    written by every block's ``last`` (conv, norm) pair and read by each block's conv1, the
+    shortcut and finally ``head``; per block, one inner group per (producer, reader) in
+    ``inner`` (the producer's norm is ``bn`` + its digit)."""
     groups: list[ChannelGroup] = []
-    stream = _OpenGroup("layer1.stream")
+    stream = _OpenGroup(first_stream)
     stream.producers.append(Producer("stem.conv", "stem.bn"))
-    for name, block in _blocks(model, ["layer1", "layer2", "layer3"], BasicBlock):
+    for name, block in _blocks(model, stages, block_type):
         stage = name.split(".")[0]
         stream.consumers.append(Consumer(f"{name}.conv1"))
         if block.downsample is not None:
-            if getattr(block.downsample, "mapping", None) is None:
-                raise ConfigError(f"channel groups: {name}.downsample has no channel map")
-            stream.consumers.append(Consumer(f"{name}.downsample"))
+            stream.consumers.append(Consumer(f"{name}.{shortcut}"))
             groups.append(stream.close(model))
             stream = _OpenGroup(f"{stage}.stream")
-            stream.producers.append(Producer(f"{name}.downsample"))
-        inner = _OpenGroup(f"{name}.conv1")
-        inner.producers.append(Producer(f"{name}.conv1", f"{name}.bn1"))
-        inner.consumers.append(Consumer(f"{name}.conv2"))
-        groups.append(inner.close(model))
-        stream.producers.append(Producer(f"{name}.conv2", f"{name}.bn2"))
-    stream.consumers.append(Consumer("fc"))
+            norm = f"{name}.{shortcut_norm}" if shortcut_norm else None
+            stream.producers.append(Producer(f"{name}.{shortcut}", norm))
+        for producer, reader in inner:
+            group = _OpenGroup(f"{name}.{producer}")
+            group.producers.append(Producer(f"{name}.{producer}", f"{name}.bn{producer[-1]}"))
+            group.consumers.append(Consumer(f"{name}.{reader}"))
+            groups.append(group.close(model))
+        stream.producers.append(Producer(f"{name}.{last[0]}", f"{name}.{last[1]}"))
+    stream.consumers.append(Consumer(head))
     groups.append(stream.close(model))
     return groups
+
+
+def _resnet56_groups(model: nn.Module) -> list[ChannelGroup]:
+    for name, block in _blocks(model, ["layer1", "layer2", "layer3"], BasicBlock):
+        if block.downsample is not None and getattr(block.downsample, "mapping", None) is None:
+            raise ConfigError(f"channel groups: {name}.downsample has no channel map")
+    return _residual_groups(model, ["layer1", "layer2", "layer3"], BasicBlock,
+                            first_stream="layer1.stream", shortcut="downsample", shortcut_norm=None,
+                            inner=(("conv1", "conv2"),), last=("conv2", "bn2"), head="fc")
 
 
 def _signet50_groups(model: nn.Module) -> list[ChannelGroup]:
-    groups: list[ChannelGroup] = []
-    stream = _OpenGroup("stem")
-    stream.producers.append(Producer("stem.conv", "stem.bn"))
-    for name, block in _blocks(model, ["layer1", "layer2", "layer3", "layer4"], Bottleneck):
-        stage = name.split(".")[0]
-        stream.consumers.append(Consumer(f"{name}.conv1"))
-        if block.downsample is not None:
-            stream.consumers.append(Consumer(f"{name}.downsample.0"))
-            groups.append(stream.close(model))
-            stream = _OpenGroup(f"{stage}.stream")
-            stream.producers.append(Producer(f"{name}.downsample.0", f"{name}.downsample.1"))
-        for inner, reader in (("conv1", "conv2"), ("conv2", "conv3")):
-            group = _OpenGroup(f"{name}.{inner}")
-            group.producers.append(Producer(f"{name}.{inner}", f"{name}.bn{inner[-1]}"))
-            group.consumers.append(Consumer(f"{name}.{reader}"))
-            groups.append(group.close(model))
-        stream.producers.append(Producer(f"{name}.conv3", f"{name}.bn3"))
-    stream.consumers.append(Consumer("fc"))
-    groups.append(stream.close(model))
-    return groups
+    return _residual_groups(model, ["layer1", "layer2", "layer3", "layer4"], Bottleneck,
+                            first_stream="stem", shortcut="downsample.0",
+                            shortcut_norm="downsample.1",
+                            inner=(("conv1", "conv2"), ("conv2", "conv3")), last=("conv3", "bn3"),
+                            head="fc")
 
 
 _BUILDERS = {"cnn1d": _cnn1d_groups, "resnet56": _resnet56_groups, "signet50": _signet50_groups}

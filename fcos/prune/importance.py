@@ -90,6 +90,14 @@ def _rows(module: nn.Module) -> torch.Tensor:
     return module.weight.detach().double().cpu().reshape(module.weight.shape[0], -1)
 
 
+def per_producer(model: nn.Module, groups: Sequence[ChannelGroup], score) -> dict[str, list[np.ndarray]]:
+    """{group name: [score(module, norm) for each learned producer]}, the shape every criterion
+    returns."""
+    return {group.name: [np.asarray(score(module, norm))
+                         for _, module, norm in learned_producers(model, group)]
+            for group in groups}
+
+
 class Criterion(abc.ABC):
     """One channel-importance criterion (higher score = more important).
 
@@ -122,9 +130,7 @@ class L1Norm(Criterion):
     description = "L1 norm of each producer's filter (Li et al. 2017)"
 
     def producer_scores(self, model, groups, context):
-        return {group.name: [_rows(module).abs().sum(dim=1).numpy()
-                             for _, module, _ in learned_producers(model, group)]
-                for group in groups}
+        return per_producer(model, groups, lambda module, _: _rows(module).abs().sum(dim=1).numpy())
 
 
 class GeometricMedian(Criterion):
@@ -133,13 +139,11 @@ class GeometricMedian(Criterion):
                    "(FPGM, He et al. 2019): near the geometric median = redundant")
 
     def producer_scores(self, model, groups, context):
-        scores = {}
-        for group in groups:
-            scores[group.name] = []
-            for _, module, _ in learned_producers(model, group):
-                rows = _rows(module)
-                scores[group.name].append(torch.cdist(rows, rows).sum(dim=1).numpy())
-        return scores
+        def distance_sum(module, _):
+            rows = _rows(module)
+            return torch.cdist(rows, rows).sum(dim=1).numpy()
+
+        return per_producer(model, groups, distance_sum)
 
 
 class BatchNormScale(Criterion):
@@ -188,9 +192,8 @@ class BatchNormScale(Criterion):
         return {"gamma_l1_before": gamma_l1, "sparsity_training": history}
 
     def producer_scores(self, model, groups, context):
-        return {group.name: [norm.weight.detach().double().abs().cpu().numpy()
-                             for _, _, norm in learned_producers(model, group)]
-                for group in groups}
+        return per_producer(model, groups,
+                            lambda _, norm: norm.weight.detach().double().abs().cpu().numpy())
 
 
 class FirstOrderTaylor(Criterion):
