@@ -92,12 +92,12 @@ def evaluate_to_json(checkpoint: str | Path, data_path: str | Path, out: str | P
     return metrics
 
 
-def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, method: str, out: str | Path,
+def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, pruner: str, out: str | Path,
                      record_out: str | Path, *, budget: float | None = None, seed: int = 0,
                      options: dict[str, Any] | None = None, progress: bool = True,
                      builder: Any = None, device: str = "auto", mixed_precision: str = "off",
                      loader_workers: int | None = None, max_in_memory_mb: float | None = None) -> dict:
-    """Apply pruning method ``method`` to a checkpoint's model; write the pruned checkpoint.
+    """Apply pruner ``pruner`` to a checkpoint's model; write the pruned checkpoint.
 
     A user's network (a checkpoint whose model entry records a builder, see train_base_model)
     is pruned through prune_model without a registry name: its channel groups, blocks and stem
@@ -106,18 +106,18 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
 
     ``budget`` is the MAC reduction the pruned model should have against the *base* model the
     chain started from (so a later step of a chain lands the final model on the budget); the
-    method receives the equivalent reduction of its own input (``budget_vs_input`` in the record).
+    pruner receives the equivalent reduction of its own input (``budget_vs_input`` in the record).
     ``data_path`` (a prepared dataset) is needed by data-driven methods (LaCD, layer baselines,
     slimming, Taylor); data-free ones accept None.
 
     The pruned checkpoint keeps the parent's model/dataset entries, composes the architecture
     record (fcos.checkpoint.merge_architecture), appends this step to ``extra["prune_steps"]``
-    and adds any training the method did (``training_epochs``) to ``extra["recovery"]``. It is
-    not fine-tuned (see finetune_checkpoint). ``record_out`` gets the method's JSON record plus
+    and adds any training the pruner did (``training_epochs``) to ``extra["recovery"]``. It is
+    not fine-tuned (see finetune_checkpoint). ``record_out`` gets the pruner's JSON record plus
     MACs/params before and after. Returns that record.
 
     ``device``, ``mixed_precision``, ``loader_workers``: the run's device settings (the
-    training's, fcos.device), used by every method that runs the model on data unless its
+    training's, fcos.device), used by every pruner that runs the model on data unless its
     ``options`` set them (see fcos.prune.base.prune_model); checked before any work.
     ``max_in_memory_mb`` as for train_base_model.
     """
@@ -159,7 +159,7 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     budget_vs_input = None if budget is None else max(0.0, 1.0 - (1.0 - budget) * base_macs / macs_before)
     seed_everything(seed)
     user = is_user_model(info)  # a user's network: no registry name, its dataflow is traced
-    result = prune_model(method, model, model_name=None if user else info["name"],
+    result = prune_model(pruner, model, model_name=None if user else info["name"],
                          budget=budget_vs_input, data=data, seed=seed, options=options,
                          progress=progress, device=device, mixed_precision=mixed_precision,
                          loader_workers=loader_workers,
@@ -167,7 +167,7 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     macs_after, params_after = macs_and_params(copy.deepcopy(result.model), length)
     training_epochs = int(result.record.get("training_epochs", 0))
     record = {
-        "method": method, "budget": budget, "budget_vs_input": budget_vs_input, "seed": seed,
+        "pruner": pruner, "budget": budget, "budget_vs_input": budget_vs_input, "seed": seed,
         "options": dict(options or {}), "parent": str(checkpoint),
         "base_macs": int(base_macs), "macs_before": int(macs_before), "macs_after": int(macs_after),
         "params_before": int(params_before), "params_after": int(params_after),
@@ -178,7 +178,7 @@ def prune_checkpoint(checkpoint: str | Path, data_path: str | Path | None, metho
     extra = dict(payload.get("extra") or {})
     extra["prune_steps"] = list(extra.get("prune_steps", [])) + [
         {k: v for k, v in record.items() if k != "details"}]
-    extra["recovery"] = _recovery_after(extra.get("recovery"), f"prune:{method}", training_epochs)
+    extra["recovery"] = _recovery_after(extra.get("recovery"), f"prune:{pruner}", training_epochs)
     pruned = {
         "format": CHECKPOINT_FORMAT,
         "fcos_version": payload.get("fcos_version"),
@@ -232,7 +232,7 @@ def finetune_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     ``train_options["epochs"]`` is the *recovery budget*: the epochs a method may train after the
     base model, over all its steps. This fine-tuning runs at most ``recovery_share`` of it minus
     the epochs already used by earlier steps (the checkpoint's ``extra["recovery"]``, which
-    counts earlier fine-tunings and any training a pruning method did itself); early stopping may
+    counts earlier fine-tunings and any training a pruner did itself); early stopping may
     end it sooner, and the next step gets what is left. With nothing left, the checkpoint is
     written unchanged (zero epochs recorded). Returns the train record. Device settings and
     ``max_in_memory_mb`` as for train_base_model.
@@ -276,7 +276,7 @@ def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
                         loader_workers: int | None = None, max_in_memory_mb: float | None = None) -> dict:
     """LaCD diagnosis (probe accuracy per block, collapsed blocks) of a checkpoint, to JSON.
 
-    ``options`` may hold any lacd method option; only the diagnosis ones are used here.
+    ``options`` may hold any lacd option; only the diagnosis ones are used here.
     ``device``, ``mixed_precision``, ``loader_workers``: the run's device settings, used unless
     ``options`` set them (as in prune_checkpoint); ``max_in_memory_mb`` as for train_base_model.
     """
@@ -304,7 +304,7 @@ def plot_probe_curves(reports: dict[str, str | Path], out: str | Path, title: st
     """Probe-accuracy-by-depth figure from LaCD reports: {label: JSON path}.
 
     A path may hold a bare diagnosis (diagnose_checkpoint) or a pruning-step record whose
-    ``details`` is the LaCD report (prune_checkpoint with method "lacd").
+    ``details`` is the LaCD report (prune_checkpoint with pruner "lacd").
     """
     from .io import read_json
     from .report.figures import plot_probe_curve

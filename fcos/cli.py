@@ -251,7 +251,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.linkage is not None:
         options["linkage"] = args.linkage
     report = args.report or args.out.with_name(args.out.name + ".json")
-    record = prune_checkpoint(args.checkpoint, args.data, args.method, args.out, report, budget=args.budget,
+    record = prune_checkpoint(args.checkpoint, args.data, args.pruner, args.out, report, budget=args.budget,
                               seed=args.seed, options=options, progress=not args.no_progress,
                               builder=_user_builder(args), max_in_memory_mb=args.max_in_memory_mb,
                               **_device_settings(args))
@@ -391,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="sealed checkpoint to write")
     p.set_defaults(func=cmd_seal)
 
-    p = sub.add_parser("prune", help="apply a pruning method to a checkpoint (then run 'fcos finetune')")
-    p.add_argument("method", help="fcos-stage1, lacd, l1, fpgm, slimming, taylor, random-channel, lcp, sr-init, "
+    p = sub.add_parser("prune", help="apply a pruner to a checkpoint (then run 'fcos finetune')")
+    p.add_argument("pruner", help="the pruner: fcos-stage1, lacd, l1, fpgm, slimming, taylor, random-channel, lcp, sr-init, "
                                   "random-layer")
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--data", type=Path, help="prepared dataset (needed by data-driven methods)")
@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target MAC reduction in [0, 1)")
     p.add_argument("--keep-ratio", type=float, help="fcos-stage1: channels kept per group, in (0, 1]")
     p.add_argument("--linkage", choices=("average", "complete", "single", "ward"), help="fcos-stage1 linkage")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="any method option (repeatable)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="any option of the pruner (repeatable)")
     p.add_argument("--seed", type=_seed, default=0)
     _add_device_flags(p)
     p.add_argument("--no-progress", action="store_true")

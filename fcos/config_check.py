@@ -16,12 +16,20 @@ def _key(path) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
 
 
+#: Config keys of earlier versions and their names now (refused, never read silently).
+RENAMED_KEYS = {"method_options": "pruner_options"}
+
+
 def schema_problem(config: Any, schema_path: str | os.PathLike) -> str | None:
     """None when ``config`` satisfies the schema in ``schema_path`` (YAML or JSON), else one line:
     ``config key 'a.b': <what is wrong>`` for the most relevant error."""
     from jsonschema import validators
     from jsonschema.exceptions import best_match
 
+    if isinstance(config, dict):
+        for old, new in RENAMED_KEYS.items():
+            if old in config:
+                return f"config key '{old}': renamed to '{new}' (same contents); rename it in your config"
     with open(schema_path, encoding="utf-8") as handle:
         schema = yaml.safe_load(handle)
     validator = validators.validator_for(schema)(schema)

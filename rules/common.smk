@@ -3,8 +3,8 @@
 #   data/{dataset}.h5                                         prepared (split) dataset
 #   {dataset}/{model}/seed{seed}/base/model.pt, metrics.json  trained base model
 #   {dataset}/{model}/seed{seed}/{method}/b{budget}/          a pipeline method at one MAC budget
-#       {step}-{stage}.pruned.pt/.json   step's pruned checkpoint and its record
-#       {step}-{stage}.pt                the same after recovery fine-tuning
+#       {step}-{pruner}.pruned.pt/.json   step's pruned checkpoint and its record
+#       {step}-{pruner}.pt                the same after recovery fine-tuning
 #       *.metrics.json, metrics.json     per-checkpoint metrics; metrics.json = the final model
 #   report/{dataset}/table.csv, table.md, snr_{model}.png     comparison report
 #   logs/..., benchmarks/...                                  per-job logs and benchmarks
@@ -25,20 +25,20 @@ RESULTS = config["results_dir"]
 DATASETS = sorted(config["datasets"])
 MODELS = list(config["models"])
 SEEDS = [int(s) for s in config["seeds"]]
-PRUNING_METHODS = [m for m in config["methods"] if m != "base"]
-METHODS = ["base"] + PRUNING_METHODS
+PRUNED_METHODS = [m for m in config["methods"] if m != "base"]
+METHODS = ["base"] + PRUNED_METHODS
 BUDGETS = [f"{float(b):g}" for b in config["budgets"]]
 UNBUDGETED = "none"
 
-for _method in PRUNING_METHODS:
+for _method in PRUNED_METHODS:
     if _method not in CHAINS:
         raise WorkflowError(
             f"config key 'methods': unknown method {_method!r}; expected base or one of "
             f"{', '.join(sorted(CHAINS))}"
         )
-STAGES = fcos_chains.step_methods()
+PRUNERS = fcos_chains.step_pruners()
 try:
-    fcos_chains.check_method_options(config["method_options"])
+    fcos_chains.check_pruner_options(config["pruner_options"])
 except fcos_chains.ConfigError as _err:
     raise WorkflowError(str(_err)) from None
 
@@ -48,7 +48,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     seed=r"\d+",
     method="|".join(m.replace("-", "\\-") for m in CHAINS),
-    stage="|".join(s.replace("-", "\\-") for s in STAGES),
+    pruner="|".join(s.replace("-", "\\-") for s in PRUNERS),
     budget=r"\d+(\.\d+)?|none",
     step=r"\d+",
 
@@ -123,22 +123,22 @@ def method_dir(dataset="{dataset}", model="{model}", seed="{seed}", method="{met
     return os.path.join(run_dir(dataset, model, seed, method), f"b{budget}")
 
 
-def step_path(step, stage, suffix, **where):
+def step_path(step, pruner, suffix, **where):
     """A file of step ``step`` (1-based) of a method's chain; suffix e.g. ".pt", ".pruned.json"."""
-    return os.path.join(method_dir(**where), f"{step}-{stage}{suffix}")
+    return os.path.join(method_dir(**where), f"{step}-{pruner}{suffix}")
 
 
 def parent_checkpoint(wildcards):
     """What step ``wildcards.step`` prunes: the base model, or the previous fine-tuned step."""
     steps = method_steps(wildcards.method)
     index = int(wildcards.step)
-    if not 1 <= index <= len(steps) or steps[index - 1]["method"] != wildcards.stage:
-        raise WorkflowError(f"{wildcards.method} has no step {index}-{wildcards.stage}")
+    if not 1 <= index <= len(steps) or steps[index - 1]["pruner"] != wildcards.pruner:
+        raise WorkflowError(f"{wildcards.method} has no step {index}-{wildcards.pruner}")
     if index == 1:
         return os.path.join(run_dir(wildcards.dataset, wildcards.model, wildcards.seed), "model.pt")
     where = dict(wildcards.items())
-    del where["step"], where["stage"]
-    return step_path(index - 1, steps[index - 2]["method"], ".pt", **where)
+    del where["step"], where["pruner"]
+    return step_path(index - 1, steps[index - 2]["pruner"], ".pt", **where)
 
 
 def step_budget(wildcards):
@@ -153,7 +153,7 @@ def step_recovery_share(wildcards):
 
 
 def step_options(wildcards):
-    return dict(config["method_options"].get(wildcards.stage, {}))
+    return dict(config["pruner_options"].get(wildcards.pruner, {}))
 
 
 def finetune_options(wildcards):
@@ -167,13 +167,13 @@ def finetune_options(wildcards):
 def final_checkpoint(wildcards):
     steps = method_steps(wildcards.method)
     where = {k: v for k, v in wildcards.items()}
-    return step_path(len(steps), steps[-1]["method"], ".pt", **where)
+    return step_path(len(steps), steps[-1]["pruner"], ".pt", **where)
 
 
 def lacd_step_record(wildcards):
     """The record of the LaCD step of a method's chain (it holds the probe report)."""
     for index, step in enumerate(method_steps(wildcards.method), start=1):
-        if step["method"] == "lacd":
+        if step["pruner"] == "lacd":
             return step_path(index, "lacd", ".pruned.json", **dict(wildcards.items()))
     raise WorkflowError(f"method {wildcards.method} has no LaCD step")
 
@@ -185,9 +185,9 @@ def chain_outputs(dataset, model, seed, method, budget):
     files = [os.path.join(method_dir(**where), "metrics.json")]
     steps = method_steps(method)
     for index, step in enumerate(steps, start=1):
-        files.append(step_path(index, step["method"], ".pruned.metrics.json", **where))
+        files.append(step_path(index, step["pruner"], ".pruned.metrics.json", **where))
         if index < len(steps):  # the last fine-tuned step is the method's own metrics.json
-            files.append(step_path(index, step["method"], ".metrics.json", **where))
+            files.append(step_path(index, step["pruner"], ".metrics.json", **where))
     return files
 
 
@@ -203,7 +203,7 @@ def metrics_files(dataset):
     for model in models_for(dataset):
         for seed in SEEDS:
             files.append(os.path.join(run_dir(dataset, model, seed), "metrics.json"))
-            for method in PRUNING_METHODS:
+            for method in PRUNED_METHODS:
                 if not applies_to(method, model):
                     continue
                 for budget in budgets_of(method):
@@ -220,7 +220,7 @@ def step_metrics_files(dataset):
         path
         for model in models_for(dataset)
         for seed in SEEDS
-        for method in PRUNING_METHODS
+        for method in PRUNED_METHODS
         if applies_to(method, model)
         for budget in budgets_of(method)
         for path in chain_outputs(dataset, model, seed, method, budget)
@@ -249,8 +249,8 @@ def all_probe_curves():
         for dataset in DATASETS
         for model in models_for(dataset)
         for seed in SEEDS
-        for method in PRUNING_METHODS
-        if applies_to(method, model) and any(step["method"] == "lacd" for step in method_steps(method))
+        for method in PRUNED_METHODS
+        if applies_to(method, model) and any(step["pruner"] == "lacd" for step in method_steps(method))
         for budget in budgets_of(method)
     ]
 

@@ -56,20 +56,20 @@ rule evaluate_step:
     """Metrics of one intermediate checkpoint of a chain (after pruning, or after fine-tuning)."""
     input:
         data=prepared_data(),
-        checkpoint=step_path("{step}", "{stage}", "{kind}.pt"),
+        checkpoint=step_path("{step}", "{pruner}", "{kind}.pt"),
     output:
-        metrics=step_path("{step}", "{stage}", "{kind}.metrics.json"),
+        metrics=step_path("{step}", "{pruner}", "{kind}.metrics.json"),
     params:
         device=config["device"],
         extra=lambda wildcards: {
-            "method": f"{wildcards.method}:{wildcards.step}-{wildcards.stage}{wildcards.kind}",
+            "method": f"{wildcards.method}:{wildcards.step}-{wildcards.pruner}{wildcards.kind}",
             "budget": None if wildcards.budget == UNBUDGETED else float(wildcards.budget),
             "seed": int(wildcards.seed),
         },
     wildcard_constraints:
         kind=r"(\.pruned)?",
     log:
-        log_path("evaluate", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{stage}{kind}.log"),
+        log_path("evaluate", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{pruner}{kind}.log"),
     threads: 1
     resources:
         mem_mb=lambda wildcards: step_resources("evaluate", "mem_mb"),

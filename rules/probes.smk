@@ -11,7 +11,7 @@ rule diagnose_base:
     output:
         report=os.path.join(run_dir(), "lacd_probe.json"),
     params:
-        options=lambda wildcards: dict(config["method_options"].get("lacd", {})),
+        options=lambda wildcards: dict(config["pruner_options"].get("lacd", {})),
         seed=lambda wildcards: int(wildcards.seed),
         devices=lambda wildcards: device_settings(train_options(wildcards)),
     log:

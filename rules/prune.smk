@@ -10,17 +10,17 @@ rule prune_step:
         data=prepared_data(),
         parent=parent_checkpoint,
     output:
-        checkpoint=step_path("{step}", "{stage}", ".pruned.pt"),
-        record=step_path("{step}", "{stage}", ".pruned.json"),
+        checkpoint=step_path("{step}", "{pruner}", ".pruned.pt"),
+        record=step_path("{step}", "{pruner}", ".pruned.json"),
     params:
         budget=step_budget,
         options=step_options,
         seed=lambda wildcards: int(wildcards.seed),
         devices=lambda wildcards: device_settings(finetune_options(wildcards)),
     log:
-        log_path("prune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{stage}.log"),
+        log_path("prune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{pruner}.log"),
     benchmark:
-        benchmark_path("prune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{stage}.tsv")
+        benchmark_path("prune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{pruner}.tsv")
     threads: config["threads"]["train"]
     resources:
         mem_mb=lambda wildcards: step_resources("train", "mem_mb"),
@@ -36,16 +36,16 @@ rule finetune_step:
     """Recovery fine-tuning of a pruned checkpoint (best-on-validation)."""
     input:
         data=prepared_data(),
-        checkpoint=step_path("{step}", "{stage}", ".pruned.pt"),
+        checkpoint=step_path("{step}", "{pruner}", ".pruned.pt"),
     output:
-        checkpoint=step_path("{step}", "{stage}", ".pt"),
+        checkpoint=step_path("{step}", "{pruner}", ".pt"),
     params:
         train=finetune_options,
         recovery_share=step_recovery_share,
     log:
-        log_path("finetune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{stage}.log"),
+        log_path("finetune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{pruner}.log"),
     benchmark:
-        benchmark_path("finetune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{stage}.tsv")
+        benchmark_path("finetune", "{dataset}", "{model}", "seed{seed}", "{method}", "b{budget}", "{step}-{pruner}.tsv")
     threads: config["threads"]["train"]
     resources:
         mem_mb=lambda wildcards: step_resources("train", "mem_mb"),

@@ -10,7 +10,7 @@ from fcos.runlog import logging_to
 
 with logging_to(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
     torch.set_num_threads(snakemake.threads)  # noqa: F821
-    prune_checkpoint(snakemake.input.parent, snakemake.input.data, snakemake.wildcards.stage,  # noqa: F821
+    prune_checkpoint(snakemake.input.parent, snakemake.input.data, snakemake.wildcards.pruner,  # noqa: F821
                      snakemake.output.checkpoint, snakemake.output.record,  # noqa: F821
                      budget=snakemake.params.budget, seed=snakemake.params.seed,  # noqa: F821
                      options=snakemake.params.options, **snakemake.params.devices)  # noqa: F821

@@ -21,20 +21,20 @@ from fcos.checkpoint import model_from_checkpoint
 from fcos.errors import ConfigError
 from fcos.metrics import macs_and_params
 from fcos.models import build_model
-from fcos.prune import METHODS as REGISTERED, load_methods, prune_model
+from fcos.prune import PRUNERS as REGISTERED, load_pruners, prune_model
 from fcos.prune.chains import chain_steps, method_family
 from fcos.prune.channel_selection import kept_channels, select_channels
 from fcos.prune.importance import CRITERIA, ScoringContext, group_importance, taylor_scores
 from fcos.prune.width_cost import WidthCostModel
 from fcos.prune.groups import channel_groups
 
-METHODS = ("l1", "fpgm", "slimming", "taylor", "random-channel")
+CHANNEL_PRUNERS = ("l1", "fpgm", "slimming", "taylor", "random-channel")
 # Per-method options that keep each data-dependent run to about a second on one core.
 OPTIONS = {"slimming": {"sparsity_epochs": 1, "max_batches": 2, "batch_size": 16},
            "taylor": {"num_batches": 2, "batch_size": 16}}
 BUDGETS = (0.3, 0.6)
 #: Every method on CNN1D and ResNet56, except slimming on CNN1D (no BatchNorm: refused).
-CASES = [(method, name) for name in ("cnn1d", "resnet56") for method in METHODS
+CASES = [(method, name) for name in ("cnn1d", "resnet56") for method in CHANNEL_PRUNERS
          if (method, name) != ("slimming", "cnn1d")]
 LENGTH = 128
 CLASSES = 11
@@ -127,7 +127,7 @@ def test_pruned_model_saves_reloads_and_trains(pruned, data, method, name):
     assert any(not torch.equal(before[k], v) for k, v in rebuilt.state_dict().items())
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", CHANNEL_PRUNERS)
 def test_same_seed_same_channels_and_weights(pruned, data, base_models, method):
     name = "resnet56" if method == "slimming" else "cnn1d"
     first = pruned[method, name, 0.3]
@@ -160,7 +160,7 @@ def signet50():
     return build_model("signet50", 4, 32).eval()
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", CHANNEL_PRUNERS)
 def test_signet50_short_input(signet50, method):
     data = _RandomSplits(32)
     options = {"slimming": {"sparsity_epochs": 1, "max_batches": 2, "batch_size": 8},
@@ -190,10 +190,10 @@ def test_signet50_short_input(signet50, method):
 
 # --- options and refusals -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", CHANNEL_PRUNERS)
 def test_budget_required_and_unknown_option_named(base_models, data, method):
     name = "resnet56"
-    with pytest.raises(ConfigError, match=f"pruning method {method} needs a budget"):
+    with pytest.raises(ConfigError, match=f"pruner {method} needs a budget"):
         _prune(method, base_models[name], name, None, data)
     with pytest.raises(ConfigError, match="unknown option.*bogus"):
         _prune(method, base_models[name], name, 0.3, data, bogus=1)
@@ -379,10 +379,10 @@ def test_torch_pruning_agrees_on_cnn1d(base_models):
 # --- registry and pipeline ------------------------------------------------------------------------
 
 def test_registered_and_in_the_pipeline_chains():
-    load_methods()
-    for method in METHODS:
+    load_pruners()
+    for method in CHANNEL_PRUNERS:
         assert method in REGISTERED and method in CRITERIA
-        assert chain_steps(method) == [{"method": method, "budget": True}]
+        assert chain_steps(method) == [{"pruner": method, "budget": True}]
         assert method_family(method) == "channel"
     from fcos.prune.budget import BUDGET_TOLERANCE
 

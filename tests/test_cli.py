@@ -54,7 +54,7 @@ def test_round_trip_prepare_inspect_train_evaluate_profile(tmp_path):
     r = run_cli("prune", "fcos-stage1", "--checkpoint", ckpt, "--out", stage1, "--keep-ratio", 0.5, "--no-progress")
     assert r.returncode == 0, r.stderr
     s1 = json.loads((tmp_path / "s1.pt.json").read_text())
-    assert s1["macs_after"] < s1["macs_before"] and s1["method"] == "fcos-stage1"
+    assert s1["macs_after"] < s1["macs_before"] and s1["pruner"] == "fcos-stage1"
     # probes on a subset (the default uses every train frame): --option reaches the method
     r = run_cli("prune", "lacd", "--checkpoint", stage1, "--data", data, "--out", lacd,
                 "--report", tmp_path / "lacd.json", "--option", "max_train=200", "--option", "max_val=100",
@@ -72,7 +72,7 @@ def test_round_trip_prepare_inspect_train_evaluate_profile(tmp_path):
     assert r.returncode == 0, r.stderr
     ft = json.loads((tmp_path / "ft.json").read_text())
     assert ft["macs"] == report["macs_after"] and ft["base_macs"] == m["macs"]
-    assert [step["method"] for step in ft["prune_steps"]] == ["fcos-stage1", "lacd"]
+    assert [step["pruner"] for step in ft["prune_steps"]] == ["fcos-stage1", "lacd"]
 
     r = run_cli("profile", "--model", "cnn1d", "--dataset", "rml2016")
     assert r.returncode == 0, r.stderr

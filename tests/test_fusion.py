@@ -21,7 +21,7 @@ from fcos.errors import ConfigError
 from fcos.metrics import macs_and_params
 from fcos.models import build_model
 from fcos.models.resnet56 import PoolPadShortcut
-from fcos.prune import METHODS, prune_model
+from fcos.prune import PRUNERS, prune_model
 from fcos.prune.fusion import assignment_from_merges, cluster_tree, fuse_channels
 from fcos.prune.groups import ChannelGroup, Consumer, Producer, channel_groups
 from fcos.prune.surgery import reduce_channels, replace_module
@@ -339,7 +339,7 @@ def test_invalid_options(options, key):
     (None, {"keep_ratio": 2}, "keep_ratio="),
 ])
 def test_method_options(budget, options, key):
-    assert "fcos-stage1" in METHODS
+    assert "fcos-stage1" in PRUNERS
     with pytest.raises(ConfigError, match=key) as err:
         prune_model("fcos-stage1", _build("cnn1d", 64), model_name="cnn1d", budget=budget,
                     options=options)

@@ -17,7 +17,7 @@ from fcos.prune import prune_model
 from fcos.prune.blocks import inspect_blocks
 from fcos.prune.layer import reinitialisation_drops
 
-METHODS = ("lcp", "sr-init", "random-layer")
+LAYER_PRUNERS = ("lcp", "sr-init", "random-layer")
 # Per-method options that keep each run to about a second on one core.
 OPTIONS = {"lcp": {"max_train": 150, "max_val": 80, "probe_steps": 50},
            "sr-init": {"val_samples": 24},
@@ -37,7 +37,7 @@ def data(tiny_data):
 def pruned_twice(data, base_models):
     """{(method, model): (result, result of an identical second run)}."""
     runs = {}
-    for method in METHODS:
+    for method in LAYER_PRUNERS:
         for name, model in base_models.items():
             runs[method, name] = tuple(
                 prune_model(method, model, model_name=name, budget=BUDGETS[name], data=data, seed=0,
@@ -46,7 +46,7 @@ def pruned_twice(data, base_models):
 
 
 @pytest.mark.parametrize("name", sorted(BUDGETS))
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", LAYER_PRUNERS)
 def test_meets_budget_at_block_granularity_deterministically(pruned_twice, base_models, method, name):
     result, again = pruned_twice[method, name]
     selection = result.record["selection"]
@@ -69,7 +69,7 @@ def test_meets_budget_at_block_granularity_deterministically(pruned_twice, base_
 
 
 @pytest.mark.parametrize("name", sorted(BUDGETS))
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", LAYER_PRUNERS)
 def test_pruned_model_trains_saves_and_reloads(pruned_twice, data, tmp_path, method, name):
     model = copy.deepcopy(pruned_twice[method, name][0].model)
     x, y, _ = data.split("train")
@@ -129,7 +129,7 @@ def test_reinitialisation_is_undone(data, base_models):
     assert torch.equal(torch.get_rng_state(), rng_state)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", LAYER_PRUNERS)
 def test_needs_a_budget_and_known_options(base_models, data, method):
     with pytest.raises(ConfigError, match="budget"):
         prune_model(method, base_models["cnn1d"], model_name="cnn1d", budget=None, data=data)

@@ -307,7 +307,7 @@ def test_every_method_trains_for_the_same_recovery_budget(finished_workflow):
     config = yaml.safe_load((finished_workflow / "config" / "test.yaml").read_text())
     results = finished_workflow / config["results_dir"]
     budget_epochs = config["finetune"]["epochs"]
-    sparsity = config["method_options"]["slimming"]["sparsity_epochs"]
+    sparsity = config["pruner_options"]["slimming"]["sparsity_epochs"]
     for model in config["models"]:
         for method in config["methods"]:
             if method == "base" or model not in method_chains()[method].get("models", [model]):

@@ -317,7 +317,7 @@ def test_the_cuda_random_state_is_saved_and_restored(monkeypatch):
     assert [[s.tolist() for s in states] for states in restored] == [[[1, 2, 3], [4, 5]]]
 
 
-# --- 11. config: method_options keys checked, a schema error is one line naming the key ----------
+# --- 11. config: pruner_options keys checked, a schema error is one line naming the key ----------
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -346,13 +346,13 @@ def test_a_schema_error_is_one_line_naming_the_key(patch, key, expected):
 
 def test_method_options_for_unknown_pruning_methods_are_refused():
     from fcos.errors import ConfigError
-    from fcos.prune import METHODS, load_methods
-    from fcos.prune.chains import check_method_options, step_methods
+    from fcos.prune import PRUNERS, load_pruners
+    from fcos.prune.chains import check_pruner_options, step_pruners
 
-    load_methods()
-    assert step_methods() == sorted(METHODS), "the workflow's method names are the registry's"
-    check_method_options(_test_config()["method_options"])
-    with pytest.raises(ConfigError, match=r"^config key 'method_options\.magic': unknown pruning method"):
-        check_method_options({"lacd": {}, "magic": {"x": 1}})
-    with pytest.raises(ConfigError, match=r"^config key 'method_options\.lacd': expected a mapping"):
-        check_method_options({"lacd": 3})
+    load_pruners()
+    assert step_pruners() == sorted(PRUNERS), "the workflow's method names are the registry's"
+    check_pruner_options(_test_config()["pruner_options"])
+    with pytest.raises(ConfigError, match=r"^config key 'pruner_options\.magic': unknown pruner"):
+        check_pruner_options({"lacd": {}, "magic": {"x": 1}})
+    with pytest.raises(ConfigError, match=r"^config key 'pruner_options\.lacd': expected a mapping"):
+        check_pruner_options({"lacd": 3})

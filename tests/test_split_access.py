@@ -1,7 +1,7 @@
 """No step but evaluation reads the test split.
 
 Every pipeline step (base training with best-on-val checkpoint selection, every registered
-pruning method -- fusion and its budget search, LaCD's probes and block selection, the channel
+pruner -- fusion and its budget search, LaCD's probes and block selection, the channel
 and layer baselines --, the LaCD diagnosis and recovery fine-tuning) is run through its
 ``fcos.api`` entry point, as the Snakemake scripts call it, while ``PreparedDataset.split`` (the
 one accessor of a prepared file's arrays) logs which split each step asked for.
@@ -16,7 +16,7 @@ import pytest
 from fcos.api import (diagnose_checkpoint, evaluate_to_json, finetune_checkpoint, prune_checkpoint,
                       train_base_model)
 from fcos.data.prepared import PreparedDataset
-from fcos.prune import METHODS, load_methods
+from fcos.prune import PRUNERS, load_pruners
 
 # Which splits a step reads does not depend on how much of them it uses: every step runs with
 # the least work that still exercises each of its reads (two epochs, so that checkpoint
@@ -33,8 +33,8 @@ pytestmark = pytest.mark.slow
 
 
 def registered_methods() -> list[str]:
-    load_methods()
-    return sorted(METHODS)
+    load_pruners()
+    return sorted(PRUNERS)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""Pruning methods (FCOS stages, channel and layer baselines) and the shared surgery helpers.
+"""Pruners (FCOS stages, channel and layer baselines) and the shared surgery helpers.
 
-Each method module registers itself with ``fcos.prune.base.register_method``; ``load_methods``
+Each pruner module registers itself with ``fcos.prune.base.register_pruner``; ``load_pruners``
 imports them all so the registry is complete. The names below are imported lazily, so that
 ``fcos.prune.chains`` (read by the Snakemake workflow when it parses) does not import torch.
 """
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib
 
-#: Modules that register methods. A new method is one module added here.
-METHOD_MODULES: tuple[str, ...] = ("fusion", "lacd", "layer", "channel", "no_pruning")
-_FROM_BASE = ("METHODS", "PruneResult", "prune_model", "register_method")
+#: Modules that register pruners. A new pruner is one module added here.
+PRUNER_MODULES: tuple[str, ...] = ("fusion", "lacd", "layer", "channel", "no_pruning")
+_FROM_BASE = ("PRUNERS", "PruneResult", "prune_model", "register_pruner")
 
 
-def load_methods() -> None:
-    for module in METHOD_MODULES:
+def load_pruners() -> None:
+    for module in PRUNER_MODULES:
         importlib.import_module(f"{__name__}.{module}")
 
 
@@ -30,4 +30,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["METHODS", "PruneResult", "prune_model", "register_method", "load_methods", "METHOD_MODULES"]
+__all__ = ["PRUNERS", "PruneResult", "prune_model", "register_pruner", "load_pruners", "PRUNER_MODULES"]

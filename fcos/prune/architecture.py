@@ -1,4 +1,4 @@
-"""The architecture record of a model handed to a pruning method: given by the caller, or
+"""The architecture record of a model handed to a pruner: given by the caller, or
 inferred by comparing the model with a freshly built base model."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def user_architecture(model: nn.Module) -> dict[str, Any]:
 
 
 def input_architecture(model: nn.Module, model_name: str, data, options: Mapping[str, Any]) -> dict:
-    """The record of the model handed to a method: ``options["architecture"]`` when given,
+    """The record of the model handed to a pruner: ``options["architecture"]`` when given,
     else inferred (see ``prior_architecture``)."""
     if options.get("architecture") is not None:
         return dict(options["architecture"])

@@ -1,27 +1,27 @@
 """Which blocks to remove for a MAC budget: an exact search over every subset of the removable
-blocks, ordered by the method's importance ranking.
+blocks, ordered by the pruner's importance ranking.
 
 Removing a block saves a fixed number of MACs whatever else is removed (every stand-in keeps its
 block's input and output shapes), so the saving of a subset is the sum of its members' savings,
 and with at most 27 removable blocks (ResNet56) every subset can be searched exactly by
 meet-in-the-middle (2 x 2^14 partial sums, sorted, with a range-minimum table).
 
-Objective. A method ranks its blocks from "first to go" to "last to go" (LaCD and LCP by probe
+Objective. A pruner ranks its blocks from "first to go" to "last to go" (LaCD and LCP by probe
 gain, SR-init by re-initialisation damage, random-layer by a seeded permutation). Among the
 subsets whose saving lands in ``[target, target + tolerance]`` (the budget met from above, within
-the same tolerance the channel methods' search uses), the chosen one is the one that spares the
+the same tolerance the channel pruners' search uses), the chosen one is the one that spares the
 most important blocks: it never removes a block if a subset of less important blocks lands in the
 window. Formally it minimises sum(2^position) over the removed blocks, position = place in the
 ranking (0 = first to go); that sum orders subsets lexicographically by their most important
 member. When no subset lands in the window, the subset with the smallest |saving - target| is
 taken (ties by the same importance order) and the caller reports the gap.
 
-Selection modes (the "lacd" method and the layer baselines)
+Selection modes (the "lacd" pruner and the layer baselines)
     - epsilon mode (budget None): remove every removable collapsed block;
     - ``num_blocks=k``: remove the k removable blocks of lowest gain (budgeted comparisons);
     - MAC budget (budget float): rule "exact" (default) searches every subset of the removable
       blocks (``fcos.prune.block_selection``) for one whose saving meets the target within the
-      channel methods' tolerance (1 point), sparing the highest-gain blocks, else the subset
+      channel pruners' tolerance (1 point), sparing the highest-gain blocks, else the subset
       closest to it; greedy alternatives walk the blocks from lowest gain upwards and take each
       one that brings the saving closer to the target (rule "closest") or every one until the
       target is met (rule "reach"). The achieved reduction, its gap to the target and an
@@ -141,7 +141,7 @@ BUDGET_RULES = ("exact", "closest", "reach")
 #: A block selection whose achieved reduction is further than this from the budget is flagged.
 OFF_TARGET = 0.02
 
-#: Options every block-removing method understands.
+#: Options every block-removing pruner understands.
 REMOVAL_OPTIONS = ("budget_rule", "reference_macs", "architecture")
 
 

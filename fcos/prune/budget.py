@@ -2,7 +2,7 @@
 
 One channel of an expensive residual stream can be worth several points of MACs, so a plain
 global cut can overshoot a budget badly. The search takes the shortest prefix of the events
-(in the method's order) that reaches the target; when the event that crosses it overshoots by
+(in the pruner's order) that reaches the target; when the event that crosses it overshoots by
 more than ``BUDGET_TOLERANCE``, that group is frozen and the search continues with the others.
 """
 
@@ -25,7 +25,7 @@ def counts_for_budget(event_groups: np.ndarray, event_ranks: np.ndarray, groups:
     """Events per group of the shortest prefix of the events whose reduction reaches target.
 
     An event is one unit of compression of one group (a channel removed, a cluster merge);
-    ``event_groups``/``event_ranks`` list them in the method's preferred global order.
+    ``event_groups``/``event_ranks`` list them in the pruner's preferred global order.
     ``reduction(counts)`` is the MAC reduction after taking ``counts[g]`` events of each group
     (monotone in every count). Bisection over the prefix length; if the event that
     crosses the target overshoots it by more than ``tolerance``, its group is frozen at its

@@ -16,7 +16,7 @@ import yaml
 from ..errors import ConfigError
 
 FAMILIES = ("reference", "channel", "layer", "fcos")
-_STEP_KEYS = {"method", "budget", "budget_share", "recovery_share"}
+_STEP_KEYS = {"pruner", "budget", "budget_share", "recovery_share"}
 
 
 def _check(chains: dict[str, Any]) -> dict[str, dict]:
@@ -28,9 +28,12 @@ def _check(chains: dict[str, Any]) -> dict[str, dict]:
         if not steps:
             raise ConfigError(f"{where}: no steps")
         for index, step in enumerate(steps, start=1):
+            if "method" in step:
+                raise ConfigError(f"{where}: step {index} key 'method' is now 'pruner' (the pruner "
+                                  f"the step runs)")
             unknown = set(step) - _STEP_KEYS
-            if unknown or "method" not in step or not isinstance(step.get("budget"), bool):
-                raise ConfigError(f"{where}: step {index} needs method and budget (bool), "
+            if unknown or "pruner" not in step or not isinstance(step.get("budget"), bool):
+                raise ConfigError(f"{where}: step {index} needs pruner and budget (bool), "
                                   f"optional budget_share, recovery_share")
             for key in ("budget_share", "recovery_share"):
                 if not 0 < float(step.get(key, 1.0)) <= 1:
@@ -46,7 +49,7 @@ def _check(chains: dict[str, Any]) -> dict[str, dict]:
 
 @lru_cache(maxsize=1)
 def method_chains() -> dict[str, dict]:
-    """{pipeline method: {"description", "family", "steps": [{"method", "budget", ...}], "models"?}}."""
+    """{pipeline method: {"description", "family", "steps": [{"pruner", "budget", ...}], "models"?}}."""
     text = resources.files(__package__).joinpath("chains.yaml").read_text(encoding="utf-8")
     return _check(yaml.safe_load(text))
 
@@ -89,24 +92,24 @@ def recovery_share(method: str, index: int) -> float:
     return float(chain_steps(method)[index - 1].get("recovery_share", 1.0))
 
 
-def step_methods() -> list[str]:
-    """The pruning methods the chains' steps run (every method registered in fcos.prune)."""
-    return sorted({step["method"] for chain in method_chains().values() for step in chain["steps"]})
+def step_pruners() -> list[str]:
+    """The pruners the chains' steps run (every method registered in fcos.prune)."""
+    return sorted({step["pruner"] for chain in method_chains().values() for step in chain["steps"]})
 
 
-def check_method_options(method_options: Any) -> None:
-    """Refuse a ``method_options`` config entry whose keys are not pruning step methods, or whose
+def check_pruner_options(pruner_options: Any) -> None:
+    """Refuse a ``pruner_options`` config entry whose keys are not pruning step methods, or whose
     values are not mappings (ConfigError naming the key; the option names themselves are checked
     by each method when it runs)."""
-    if not isinstance(method_options, dict):
-        raise ConfigError(f"config key 'method_options': expected a mapping of pruning method to options, "
-                          f"got {type(method_options).__name__}")
-    known = step_methods()
-    for key, options in method_options.items():
+    if not isinstance(pruner_options, dict):
+        raise ConfigError(f"config key 'pruner_options': expected a mapping of pruner to options, "
+                          f"got {type(pruner_options).__name__}")
+    known = step_pruners()
+    for key, options in pruner_options.items():
         if key not in known:
-            raise ConfigError(f"config key 'method_options.{key}': unknown pruning method; expected one of "
+            raise ConfigError(f"config key 'pruner_options.{key}': unknown pruner; expected one of "
                               f"{', '.join(known)}")
         if not isinstance(options, dict):
-            raise ConfigError(f"config key 'method_options.{key}': expected a mapping of option names to "
+            raise ConfigError(f"config key 'pruner_options.{key}': expected a mapping of option names to "
                               f"values, got {options!r}")
 

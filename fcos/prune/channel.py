@@ -1,6 +1,6 @@
-"""Channel-pruning baselines as registered pruning methods: L1-norm, FPGM, network slimming,
+"""Channel-pruning baselines as registered pruners: L1-norm, FPGM, network slimming,
 first-order Taylor and random channels, each one importance criterion
-(fcos.prune.importance) pruned to a MAC budget by fcos.prune.channel_selection. Every method
+(fcos.prune.importance) pruned to a MAC budget by fcos.prune.channel_selection. Every pruner
 requires a budget; the input model is not modified.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from .base import PruneResult, register_method
+from .base import PruneResult, register_pruner
 from .channel_selection import prune_channels
 from .importance import CRITERIA
 from .options import COMPUTE_OPTIONS
@@ -22,7 +22,7 @@ def _method(name: str, model: nn.Module, model_name: str, budget: float | None, 
                           options=options, progress=progress)
 
 
-@register_method("l1")
+@register_pruner("l1")
 def l1(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
        options: dict[str, Any], progress: bool) -> PruneResult:
     """L1-norm filter pruning to the budget. Options: allocation, stream, min_channels; data
@@ -30,14 +30,14 @@ def l1(model: nn.Module, *, model_name: str, budget: float | None, data: Any, se
     return _method("l1", model, model_name, budget, data, seed, options, progress)
 
 
-@register_method("fpgm")
+@register_pruner("fpgm")
 def fpgm(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
          options: dict[str, Any], progress: bool) -> PruneResult:
     """Filter pruning via geometric median to the budget. Options as "l1"."""
     return _method("fpgm", model, model_name, budget, data, seed, options, progress)
 
 
-@register_method("slimming", compute=tuple(COMPUTE_OPTIONS))
+@register_pruner("slimming", compute=tuple(COMPUTE_OPTIONS))
 def slimming(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
              options: dict[str, Any], progress: bool) -> PruneResult:
     """Network slimming to the budget: sparsity training, then BatchNorm-scale ranking.
@@ -46,7 +46,7 @@ def slimming(model: nn.Module, *, model_name: str, budget: float | None, data: A
     return _method("slimming", model, model_name, budget, data, seed, options, progress)
 
 
-@register_method("taylor", compute=tuple(COMPUTE_OPTIONS))
+@register_pruner("taylor", compute=tuple(COMPUTE_OPTIONS))
 def taylor(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
            options: dict[str, Any], progress: bool) -> PruneResult:
     """First-order Taylor pruning to the budget. Options: allocation, stream, min_channels,
@@ -54,7 +54,7 @@ def taylor(model: nn.Module, *, model_name: str, budget: float | None, data: Any
     return _method("taylor", model, model_name, budget, data, seed, options, progress)
 
 
-@register_method("random-channel")
+@register_pruner("random-channel")
 def random_channel(model: nn.Module, *, model_name: str, budget: float | None, data: Any,
                    seed: int, options: dict[str, Any], progress: bool) -> PruneResult:
     """Seeded random channels to the budget. Options as "l1"."""

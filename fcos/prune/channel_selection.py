@@ -7,7 +7,7 @@ Structure: the project's own engine, not Torch-Pruning
     describes which channels are coupled (residual streams share one partition, ResNet56's
     parameter-free pooled shortcut is a channel map on its stream) and
     ``fcos.prune.surgery.reduce_channels(..., mode="select")`` keeps one channel per cluster.
-    So every method, FCOS and baselines, gets exactly the same structural handling, and a
+    So every pruner, FCOS and baselines, gets exactly the same structural handling, and a
     pruned model is the base builder plus ``{"resized": True}`` (rebuilt from its state dict by
     ``fcos.checkpoint.model_from_checkpoint``). Torch-Pruning's dependency graph cannot handle
     ResNet56's zero-padding shortcut and would give the baselines a structure of its own;
@@ -41,7 +41,7 @@ Allocation (option ``allocation``) and the budget
     (fcos.metrics.macs_and_params); should the two ever disagree, the search is repeated with
     the counter on each candidate network (``record["mac_search"]`` says which was used).
 
-Every method requires a budget; the input model is not modified.
+Every pruner requires a budget; the input model is not modified.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ from .width_cost import WidthCostModel
 ALLOCATIONS = ("uniform", "global")
 
 
-#: Options every channel-pruning method takes, with their defaults.
+#: Options every channel-pruner takes, with their defaults.
 COMMON_OPTIONS: dict[str, Any] = {"allocation": "uniform", "stream": "shared", "min_channels": 1}
 
 
@@ -148,7 +148,7 @@ def prune_channels(model: nn.Module, model_name: str, criterion: Criterion, *,
     """Prune ``model`` (built as ``model_name``) to a MAC-reduction ``budget`` by ``criterion``.
 
     ``model`` itself is not modified. Returns PruneResult(pruned model, ``{"resized": True}``,
-    record); the record (JSON-able) has ``method``, ``criterion``, ``options`` (defaults filled
+    record); the record (JSON-able) has ``pruner``, ``criterion``, ``options`` (defaults filled
     in), ``budget``, macs/params before/after and reductions, ``gap`` (achieved MAC reduction
     minus budget), ``cut`` ("uniform": the largest fraction of a group removed; "global": the
     largest normalised importance removed), ``mac_search`` and ``search_steps``, ``groups``
@@ -217,7 +217,7 @@ def prune_channels(model: nn.Module, model_name: str, criterion: Criterion, *,
                 for g in active if removed[g.name]]
     achieved = 1.0 - macs_after / macs_before
     record = {
-        "method": criterion.name, "criterion": criterion.description, "options": dict(options),
+        "pruner": criterion.name, "criterion": criterion.description, "options": dict(options),
         "budget": budget, "macs_before": macs_before, "macs_after": macs_after,
         "params_before": params_before, "params_after": params_after,
         "macs_reduction": achieved, "params_reduction": 1.0 - params_after / params_before,
@@ -225,7 +225,7 @@ def prune_channels(model: nn.Module, model_name: str, criterion: Criterion, *,
         "mac_search": mac_search, "search_steps": steps, "groups": group_records,
         "preparation": preparation, "scoring_seconds": scoring_seconds,
         # passes over the train split this step trained for (slimming's sparsity phase); the
-        # pipeline counts them in the method's recovery budget
+        # pipeline counts them in the pruner's recovery budget
         "training_epochs": len((preparation or {}).get("sparsity_training") or []),
         "time_s": time.perf_counter() - tic,
     }

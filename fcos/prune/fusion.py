@@ -64,14 +64,14 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..metrics import macs_and_params
-from .base import PruneResult, check_budget, register_method
+from .base import PruneResult, check_budget, register_pruner
 from .budget import BUDGET_TOLERANCE, counts_for_budget
 from .groups import ChannelGroup, channel_groups
 from .surgery import reduce_channels
 
 LINKAGES = ("average", "complete", "single", "ward")
 STREAM_MODES = ("shared", "inner")
-METHOD_OPTIONS = ("keep_ratio", "threshold", "linkage", "stream", "skip", "fuse_linear")
+FUSION_OPTIONS = ("keep_ratio", "threshold", "linkage", "stream", "skip", "fuse_linear")
 #: The "macs" cut aims at [target, target + MACS_TOLERANCE] (see _merges_for_macs).
 MACS_TOLERANCE = BUDGET_TOLERANCE
 
@@ -236,7 +236,7 @@ def _merges_for_macs(model: nn.Module, clustered: list[_Clustered], target: floa
     return counts.tolist(), steps
 
 
-# --- the method ---------------------------------------------------------------------------------
+# --- the pruner ---------------------------------------------------------------------------------
 
 def _layer_widths(model: nn.Module) -> dict[str, tuple[int, int]]:
     """(output, input) width of every conv, linear layer and channel map (linear: features)."""
@@ -324,7 +324,7 @@ def fuse_channels(model: nn.Module, model_name: str, *, ratio: float | None = No
                      "in": [before[name][1], after[name][1]]} for name in before}
     taken = [item.heights[count - 1] for item, count in zip(clustered, merges) if count]
     record = {
-        "method": "fcos-stage1",
+        "pruner": "fcos-stage1",
         "options": {"criterion": criterion, "keep_ratio": ratio,
                     "target_macs_reduction": target_macs_reduction, "threshold": threshold,
                     "linkage": linkage, "stream": stream, "skip": list(skip),
@@ -341,19 +341,19 @@ def fuse_channels(model: nn.Module, model_name: str, *, ratio: float | None = No
     return fused, record
 
 
-@register_method("fcos-stage1")
+@register_pruner("fcos-stage1")
 def fcos_stage1(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
                 options: dict[str, Any], progress: bool) -> PruneResult:
-    """Registered method: ``budget`` (MAC reduction) -> criterion "macs"; ``options`` may set
+    """Registered pruner: ``budget`` (MAC reduction) -> criterion "macs"; ``options`` may set
     keep_ratio or threshold instead of a budget, and linkage, stream, skip, fuse_linear (default
     true: hidden dense layers such as CNN1D's are fused too; false fuses conv layers only, the
     paper's wording). Data-free and
     deterministic (``data`` only supplies the input length when given; ``seed`` is unused).
     """
-    unknown = sorted(set(options) - set(METHOD_OPTIONS))
+    unknown = sorted(set(options) - set(FUSION_OPTIONS))
     if unknown:
         raise ConfigError(f"fcos-stage1: unknown option(s) {', '.join(unknown)}; valid options: "
-                          f"{', '.join(METHOD_OPTIONS)}")
+                          f"{', '.join(FUSION_OPTIONS)}")
     rules = [key for key, value in (("budget", budget), ("keep_ratio", options.get("keep_ratio")),
                                     ("threshold", options.get("threshold"))) if value is not None]
     if len(rules) != 1:

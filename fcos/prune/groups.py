@@ -1,6 +1,6 @@
 """Which channels are coupled: the channel groups of each model, written from its wiring.
 
-A :class:`ChannelGroup` is a set of C channels that any channel-reducing method must partition
+A :class:`ChannelGroup` is a set of C channels that any channel-reducing pruner must partition
 once, for every tensor that holds them:
 
 - ``producers`` write the channels: a conv's or linear layer's output rows (weight rows and

@@ -62,7 +62,7 @@ class ScoringContext:
     """What a criterion may use besides the model.
 
     ``data``: the prepared dataset (``split("train")`` -> x (N, 2, L), y (N,)) or None;
-    ``options``: the method's options, checked, defaults filled in; ``length``: input length.
+    ``options``: the pruner's options, checked, defaults filled in; ``length``: input length.
     """
 
     data: Any
@@ -158,13 +158,13 @@ class BatchNormScale(Criterion):
 
     def check(self, model, groups, options, data, model_name):
         if not any(isinstance(m, BATCH_NORM) for m in model.modules()):
-            raise ConfigError(f"pruning method slimming ranks channels by BatchNorm scales, and "
+            raise ConfigError(f"pruner slimming ranks channels by BatchNorm scales, and "
                               f"{model_name} has no BatchNorm layers; use l1, fpgm, taylor or "
                               f"random-channel")
         for group in groups:
             for producer, _, norm in learned_producers(model, group):
                 if norm is None or not norm.affine:
-                    raise ConfigError(f"pruning method slimming: {producer.module} (channel group "
+                    raise ConfigError(f"pruner slimming: {producer.module} (channel group "
                                       f"{group.name}) has no affine BatchNorm after it")
         check_integer("sparsity_epochs", options["sparsity_epochs"], 0)
         check_number("sparsity_lambda", options["sparsity_lambda"], positive=False)
@@ -174,7 +174,7 @@ class BatchNormScale(Criterion):
             check_integer("max_batches", options["max_batches"], 1)
         check_compute(options)
         if options["sparsity_epochs"] > 0 and data is None:
-            raise ConfigError("pruning method slimming needs the prepared dataset for its sparsity "
+            raise ConfigError("pruner slimming needs the prepared dataset for its sparsity "
                               "training (or sparsity_epochs=0)")
 
     def prepare(self, model, groups, context):
@@ -207,7 +207,7 @@ class FirstOrderTaylor(Criterion):
         check_integer("batch_size", options["batch_size"], 1)
         check_compute(options)
         if data is None:
-            raise ConfigError("pruning method taylor needs the prepared dataset (it takes "
+            raise ConfigError("pruner taylor needs the prepared dataset (it takes "
                               "gradients on training batches)")
 
     def producer_scores(self, model, groups, context):

@@ -1,7 +1,7 @@
 """FCOS stage 2, LaCD (Layer Collapse Diagnosis): find the blocks that add no linearly
 decodable information (``fcos.prune.probes``) and remove them (``fcos.prune.blocks``).
 
-Modes of the "lacd" method:
+Modes of the "lacd" pruner:
 
 - epsilon mode (budget None): remove every removable collapsed block;
 - ``num_blocks=k``: remove the k removable blocks of lowest gain;
@@ -19,17 +19,17 @@ from torch import nn
 from ..checkpoint import merge_architecture
 from ..errors import ConfigError
 from .architecture import input_architecture
-from .base import PruneResult, register_method
+from .base import PruneResult, register_pruner
 from .options import COMPUTE_OPTIONS, check_options
 from .block_selection import REMOVAL_OPTIONS, lowest_gain_blocks, prune_ranked_to_budget, rank_by_score, \
     remove_and_summarise
 from .probes import DIAGNOSE_OPTIONS, diagnose_collapse
 
-#: Every option of the "lacd" method.
+#: Every option of the "lacd" pruner.
 LACD_OPTIONS = DIAGNOSE_OPTIONS + REMOVAL_OPTIONS + ("num_blocks",)
 
 
-@register_method("lacd", compute=tuple(COMPUTE_OPTIONS))
+@register_pruner("lacd", compute=tuple(COMPUTE_OPTIONS))
 def lacd(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
          options: dict[str, Any], progress: bool) -> PruneResult:
     """FCOS stage 2. budget None: remove the collapsed blocks (epsilon criterion); option
@@ -38,7 +38,7 @@ def lacd(model: nn.Module, *, model_name: str, budget: float | None, data: Any, 
     ``selection`` (mode and the ``remove_and_summarise`` summary)."""
     check_options("lacd", options, LACD_OPTIONS)
     if data is None:
-        raise ConfigError("pruning method lacd needs the prepared dataset (probes train on it)")
+        raise ConfigError("pruner lacd needs the prepared dataset (probes train on it)")
     num_blocks = options.get("num_blocks")
     if num_blocks is not None and budget is not None:
         raise ConfigError("lacd: give either a MAC budget or num_blocks, not both")

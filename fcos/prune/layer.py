@@ -19,7 +19,7 @@ a budget reachable only approximately).
   least.
 - "random-layer": a seeded random order of the removable blocks.
 
-Every method needs a budget (a MAC-reduction fraction); the input model is not modified.
+Every pruner needs a budget (a MAC-reduction fraction); the input model is not modified.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import merge_architecture
 from ..errors import ConfigError
 from .architecture import input_architecture
-from .base import PruneResult, input_length, register_method, require_budget
+from .base import PruneResult, input_length, register_pruner, require_budget
 from .options import COMPUTE_OPTIONS, check_compute, check_options
 from .block_selection import REMOVAL_OPTIONS, prune_ranked_to_budget, rank_by_score
 from .blocks import inspect_blocks
@@ -47,7 +47,7 @@ from .probes import DIAGNOSE_OPTIONS, diagnose_collapse
 DEFAULT_SR_INIT_VAL_SAMPLES = 2000
 
 
-def _prune_by_ranking(method: str, model: nn.Module, ranking: Sequence[str], scores: dict[str, float] | None,
+def _prune_by_ranking(pruner: str, model: nn.Module, ranking: Sequence[str], scores: dict[str, float] | None,
                       *, model_name: str, budget: float, data: Any, options: dict[str, Any],
                       extra: dict[str, Any], tic: float) -> PruneResult:
     """Common tail of the baselines: remove blocks of ``ranking`` to the budget, build the record."""
@@ -55,7 +55,7 @@ def _prune_by_ranking(method: str, model: nn.Module, ranking: Sequence[str], sco
     model, removal, summary = prune_ranked_to_budget(
         model, ranking, length=input_length(model, data), budget=budget,
         rule=options.get("budget_rule", "exact"), reference_macs=options.get("reference_macs"))
-    record = {"method": method,
+    record = {"pruner": pruner,
               "ranking": [{"name": name, "score": None if scores is None else scores[name]} for name in ranking],
               "selection": summary, **extra, "time_s": time.perf_counter() - tic}
     return PruneResult(model, merge_architecture(previous, removal), record=record)
@@ -69,7 +69,7 @@ def removable_names(model: nn.Module, length: int) -> list[str]:
 # --------------------------------------------------------------------------------------- LCP
 
 
-@register_method("lcp", compute=tuple(COMPUTE_OPTIONS))
+@register_pruner("lcp", compute=tuple(COMPUTE_OPTIONS))
 def lcp(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
         options: dict[str, Any], progress: bool) -> PruneResult:
     """Linear classifier probes: remove the blocks whose probe accuracy rises least.
@@ -81,7 +81,7 @@ def lcp(model: nn.Module, *, model_name: str, budget: float | None, data: Any, s
     check_options("lcp", options, DIAGNOSE_OPTIONS + REMOVAL_OPTIONS)
     budget = require_budget("lcp", budget)
     if data is None:
-        raise ConfigError("pruning method lcp needs the prepared dataset (probes train on it)")
+        raise ConfigError("pruner lcp needs the prepared dataset (probes train on it)")
     model = copy.deepcopy(model)
     report = diagnose_collapse(model, data, seed=seed, progress=progress,
                                **{k: options[k] for k in DIAGNOSE_OPTIONS if k in options})
@@ -139,7 +139,7 @@ def reinitialisation_drops(model: nn.Module, blocks: Sequence[str], x: np.ndarra
 SR_INIT_COMPUTE = ("device", "loader_workers")
 
 
-@register_method("sr-init", compute=SR_INIT_COMPUTE)
+@register_pruner("sr-init", compute=SR_INIT_COMPUTE)
 def sr_init(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
             options: dict[str, Any], progress: bool) -> PruneResult:
     """SR-init: remove the blocks whose re-initialisation costs the least validation accuracy.
@@ -153,7 +153,7 @@ def sr_init(model: nn.Module, *, model_name: str, budget: float | None, data: An
     device, _, workers = check_compute(options)
     budget = require_budget("sr-init", budget)
     if data is None:
-        raise ConfigError("pruning method sr-init needs the prepared dataset (it measures val accuracy)")
+        raise ConfigError("pruner sr-init needs the prepared dataset (it measures val accuracy)")
     model = copy.deepcopy(model)
     x, y, _ = data.split("val")
     cap = options.get("val_samples", DEFAULT_SR_INIT_VAL_SAMPLES)
@@ -176,7 +176,7 @@ def sr_init(model: nn.Module, *, model_name: str, budget: float | None, data: An
 # ------------------------------------------------------------------------------- random layer
 
 
-@register_method("random-layer")
+@register_pruner("random-layer")
 def random_layer(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
                  options: dict[str, Any], progress: bool) -> PruneResult:
     """Remove removable blocks in a seeded random order to the budget.

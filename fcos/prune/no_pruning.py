@@ -14,15 +14,15 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError
-from .base import PruneResult, register_method
+from .base import PruneResult, register_pruner
 
 
-@register_method("none")
+@register_pruner("none")
 def no_pruning(model: nn.Module, *, model_name: str, budget: float | None, data: Any, seed: int,
                options: dict[str, Any], progress: bool) -> PruneResult:
     """Return an unchanged copy of ``model`` (and an empty architecture change)."""
     if options:
-        raise ConfigError(f"pruning method none takes no options, got {', '.join(sorted(options))}")
+        raise ConfigError(f"pruner none takes no options, got {', '.join(sorted(options))}")
     if budget not in (None, 0.0):
-        raise ConfigError(f"pruning method none removes nothing; budget={budget} cannot be met")
+        raise ConfigError(f"pruner none removes nothing; budget={budget} cannot be met")
     return PruneResult(copy.deepcopy(model), {}, {"note": "no pruning (control for the fine-tuning budget)"})

@@ -1,4 +1,4 @@
-"""Checking a pruning method's options: unknown keys and out-of-range values are refused with
+"""Checking a pruner's options: unknown keys and out-of-range values are refused with
 one line naming the key and what was expected."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import torch
 from ..errors import ConfigError
 
 
-def check_options(method: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
+def check_options(pruner: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
     """Raise ConfigError naming the unknown keys of ``options``."""
     known = sorted(known)
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for pruning method {method}; "
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)} for pruner {pruner}; "
                           f"valid options: {', '.join(known) or 'none'}")
 
 
@@ -37,9 +37,9 @@ def check_number(key: str, value: Any, *, positive: bool) -> float:
     return float(value)
 
 
-#: Options of the methods that run the model on data (probes, gradients, training), with their
+#: Options of the pruners that run the model on data (probes, gradients, training), with their
 #: defaults: where and how they compute (fcos.device). ``prune_model(device=...,
-#: mixed_precision=..., loader_workers=...)`` fills the ones a method takes and was not given.
+#: mixed_precision=..., loader_workers=...)`` fills the ones a pruner takes and was not given.
 COMPUTE_OPTIONS: dict[str, Any] = {"device": "auto", "mixed_precision": "off", "loader_workers": None}
 
 
@@ -52,7 +52,7 @@ def check_device(value: Any) -> torch.device:
 
 
 def check_compute(options: Mapping[str, Any]) -> tuple[torch.device, str, int | None]:
-    """(device, mixed-precision mode, loader threads) of a method's options (defaults:
+    """(device, mixed-precision mode, loader threads) of a pruner's options (defaults:
     ``COMPUTE_OPTIONS``); ConfigError naming the option on a bad value."""
     from ..device import check_precision, check_workers
 

@@ -62,7 +62,7 @@ DEFAULT_CACHE_LIMIT_BYTES = 4 * 2**30
 
 _CONSTANT_RELATIVE_STD = 1e-6
 
-#: Options of the "lacd" method that go to ``diagnose_collapse``.
+#: Options of the "lacd" pruner that go to ``diagnose_collapse``.
 DIAGNOSE_OPTIONS = ("pooling", "epsilon", "max_train", "max_val", "batch_size", "probe_optimizer",
                     "probe_steps", "probe_weight_decay", "probe_lr", "probe_batch_size", "device",
                     "mixed_precision", "loader_workers", "cache_limit_bytes")

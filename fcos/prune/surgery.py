@@ -1,4 +1,4 @@
-"""Shared model-editing helpers, written once for every pruning method.
+"""Shared model-editing helpers, written once for every pruner.
 
 A pruned model is the base builder's model plus an ``architecture`` record:
 
@@ -13,7 +13,7 @@ A pruned model is the base builder's model plus an ``architecture`` record:
   ``resize_like(shapes)`` method is told the shapes of its own state-dict entries and adapts
   itself (ResNet56's shortcut channel map does).
 
-Channel-reducing methods edit a model with one primitive, :func:`reduce_channels`: it replaces
+Channel-reducing pruners edit a model with one primitive, :func:`reduce_channels`: it replaces
 the C channels of one coupled channel group (fcos.prune.groups) by K new ones, either fusing each
 cluster of channels into one ("fuse", FCOS stage 1) or keeping one representative per cluster
 ("select", channel-pruning baselines, where every kept channel is its own cluster).
@@ -39,7 +39,7 @@ class StackProjection(nn.Module):
     stack's change of width and its halving of the length (the flattened size reaching the
     dense layer stays the same). 1-D: (B, C_in, n) -> (B, C_out, n // 2); ``planar`` (the
     first, 2-D stack): (B, C_in, 2, n) -> (B, C_out, n // 2), the 2x2 pool collapsing the I/Q
-    height. Built at the base widths (1 or 32 in, 32 out); the removing method copies the
+    height. Built at the base widths (1 or 32 in, 32 out); the removing pruner copies the
     stack's own ``conv1`` into ``conv``, and a ``resized`` record restores other widths.
     """
 

@@ -1,9 +1,9 @@
-"""A user's own network as a pruning method's input: what a registry model declares by itself
+"""A user's own network as a pruner's input: what a registry model declares by itself
 (input length, blocks, stem), found from its dataflow instead, and rebuilding a pruned copy.
 
-Every method reads ``model.length`` (the I/Q frame length), and LaCD and the layer baselines
+Every pruner reads ``model.length`` (the I/Q frame length), and LaCD and the layer baselines
 ``model.removable_blocks()`` and ``model.stem_name``. A registry model defines them; for any
-other network :func:`prepared_user_model` sets them on the deep copy handed to the method
+other network :func:`prepared_user_model` sets them on the deep copy handed to the pruner
 (so the returned pruned model has them too): the length from the example input (N, 2, L) or the
 dataset, the blocks and stem from fcos.prune.dependency.stages or the caller's lists. Channel
 groups come from fcos.prune.dependency.channels (``channel_groups(model, None)``).
@@ -21,8 +21,8 @@ from ..errors import ConfigError
 from .dependency.stages import ProbePoints, declared_probe_points, find_probe_points
 from .modes import eval_mode, model_device
 
-#: Methods that probe or remove blocks (need blocks and a stem).
-BLOCK_METHODS = ("lacd", "lcp", "sr-init", "random-layer")
+#: Pruners that probe or remove blocks (need blocks and a stem).
+BLOCK_PRUNERS = ("lacd", "lcp", "sr-init", "random-layer")
 
 
 class DeclaredBlocks:
@@ -54,13 +54,13 @@ def frame_length(example_input: Any, data: Any = None) -> int:
                       "(N, 2, L) or data")
 
 
-def prepared_user_model(model: nn.Module, *, method: str, example_input: Any = None,
+def prepared_user_model(model: nn.Module, *, pruner: str, example_input: Any = None,
                         data: Any = None, blocks: Sequence[str] | None = None,
                         stem: str | None = None) -> nn.Module:
     """A deep copy of ``model`` with ``length``, ``removable_blocks`` and ``stem_name`` set
     where the model does not define them (see the module docstring). ``blocks``/``stem``
     override the blocks and stem found. Raises ConfigError for a bad example input, or when a
-    block method (LaCD, layer baselines) finds no blocks or no stem."""
+    block pruner (LaCD, layer baselines) finds no blocks or no stem."""
     length = frame_length(example_input, data)
     model = copy.deepcopy(model)
     own = getattr(model, "length", None)
@@ -74,12 +74,12 @@ def prepared_user_model(model: nn.Module, *, method: str, example_input: Any = N
               else find_probe_points(model, length))
     if stem is not None:
         points = declared_probe_points(model, points.blocks, stem)
-    if method in BLOCK_METHODS:
+    if pruner in BLOCK_PRUNERS:
         if not points.blocks:
-            raise ConfigError(f"{method}: no residual blocks or sequential stages found in the "
+            raise ConfigError(f"{pruner}: no residual blocks or sequential stages found in the "
                               f"model; pass blocks=[module names]")
         if points.stem is None and getattr(model, "stem_name", None) is None:
-            raise ConfigError(f"{method}: the first block {points.blocks[0]!r} reads the input "
+            raise ConfigError(f"{pruner}: the first block {points.blocks[0]!r} reads the input "
                               f"directly, no stem to probe; pass stem=<module name>")
     model.removable_blocks = DeclaredBlocks(points.blocks)
     if points.stem is not None:

@@ -1,4 +1,4 @@
-"""Every pruning method of the comparison, through prune_model, on a user's network.
+"""Every pruner of the comparison, through prune_model, on a user's network.
 
 CatResNet (tests/test_user_networks.py: a 1-D ResNet with a concatenation, not in the registry)
 is pruned by the FCOS chain (stage 1 then LaCD, as chains.yaml runs it), every channel baseline
