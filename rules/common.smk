@@ -16,6 +16,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, workflow.basedir)  # this checkout's fcos library
+from fcos import model_entries as fcos_model_entries  # noqa: E402
 from fcos.prune import chains as fcos_chains  # noqa: E402
 from fcos.report import REPORT_FILES  # noqa: E402
 
@@ -23,7 +24,11 @@ CHAINS = fcos_chains.method_chains()
 
 RESULTS = config["results_dir"]
 DATASETS = sorted(config["datasets"])
-MODELS = list(config["models"])
+try:
+    MODEL_ENTRIES = {entry.name: entry for entry in fcos_model_entries.model_entries(config["models"], workflow.basedir)}
+except fcos_model_entries.ConfigError as _err:
+    raise WorkflowError(str(_err)) from None
+MODELS = list(MODEL_ENTRIES)
 SEEDS = [int(s) for s in config["seeds"]]
 PRUNING_METHODS = [m for m in config["methods"] if m != "base"]
 METHODS = ["base"] + PRUNING_METHODS
@@ -100,6 +105,18 @@ def device_settings(options):
     arguments of fcos.api's pruning and diagnosis steps: the config's ``device`` and the
     ``mixed_precision``/``loader_workers`` the training of the same run uses (those set)."""
     return {key: options[key] for key in ("device", "mixed_precision", "loader_workers") if key in options}
+
+
+def builder_files(wildcards):
+    """The user's builder file of a model (an input of its training: editing it retrains)."""
+    path = MODEL_ENTRIES[wildcards.model].builder_file
+    return [] if path is None else [path]
+
+
+def model_builder(wildcards):
+    """The UserBuilder of a user's model (None for a registry model); later steps rebuild it
+    from the record its base checkpoint keeps."""
+    return MODEL_ENTRIES[wildcards.model].builder
 
 
 def step_resources(step, key):
