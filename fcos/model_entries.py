@@ -95,3 +95,11 @@ def model_entries(models: Any, base_dir: str | Path) -> list[ModelEntry]:
         seen[entry.name] = index
         entries.append(entry)
     return entries
+
+
+def method_applies(chain: dict, entry: ModelEntry) -> bool:
+    """Whether a pipeline method (a chain of fcos.prune.chains) runs on a model. A chain's
+    ``models`` list restricts registry models only (slimming: the registry models with
+    BatchNorm); a user's network gets every method, and one it cannot take (slimming without
+    a BatchNorm after each pruned layer) fails at its pruning step with a one-line error."""
+    return entry.builder is not None or entry.name in chain.get("models", [entry.name])

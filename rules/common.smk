@@ -128,7 +128,7 @@ def method_steps(method):
 
 
 def applies_to(method, model):
-    return model in CHAINS[method].get("models", MODELS)
+    return fcos_model_entries.method_applies(CHAINS[method], MODEL_ENTRIES[model])
 
 
 def budgets_of(method):

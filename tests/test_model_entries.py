@@ -39,3 +39,17 @@ def test_bad_items_name_the_key(tmp_path, models, key):
         model_entries(models, tmp_path)
     message = str(err.value)
     assert f"config key '{key}'" in message and "\n" not in message and "expected" in message
+
+
+def test_chain_model_lists_restrict_registry_models_only(tmp_path):
+    from fcos.model_entries import method_applies
+    from fcos.prune.chains import method_chains
+
+    (tmp_path / "net.py").write_text("def build():\n    pass\n")
+    cnn1d, resnet56, user = model_entries(["cnn1d", "resnet56", {"name": "mine", "model_file": "net.py:build"}],
+                                          tmp_path)
+    slimming = method_chains()["slimming"]
+    assert not method_applies(slimming, cnn1d) and method_applies(slimming, resnet56)
+    assert method_applies(slimming, user), "a user's network is not skipped silently"
+    assert all(method_applies(chain, e) for chain in method_chains().values() if "models" not in chain
+               for e in (cnn1d, resnet56, user))
