@@ -6,7 +6,6 @@
 import os
 import sys
 
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -23,10 +22,11 @@ if not workflow.overwrite_configfiles:
 # Our own check first: its error is one line naming the key (Snakemake's quotes the schema);
 # Snakemake's validate then fills the defaults.
 sys.path.insert(0, workflow.basedir)  # this checkout's fcos library
-from fcos.config_check import schema_problem  # noqa: E402
+from fcos.config_check import refuse_config, schema_problem  # noqa: E402
+
 
 if (_problem := schema_problem(config, os.path.join(workflow.basedir, "config/schema.yaml"))) is not None:
-    raise WorkflowError(_problem)
+    refuse_config(_problem)
 validate(config, "config/schema.yaml")
 
 include: "rules/common.smk"

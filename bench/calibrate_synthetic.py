@@ -1,6 +1,6 @@
 """Calibrate the synthetic stand-ins: train a classifier, print accuracy per SNR and confusions.
 
-Data that a small model classifies at ~100% would make every pruning method look free, so the
+Data that a small model classifies at ~100% would make every method of the comparison look free, so the
 synthetic RML2016-like set should show the real set's shape: chance at -20 dB, a high-SNR
 plateau clearly below 100% (QAM16/QAM64 and WBFM/AM-DSB confusions), an all-SNR average of
 roughly 55-70%. This script measures that for a given set of generator options.

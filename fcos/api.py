@@ -280,7 +280,7 @@ def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     ``device``, ``mixed_precision``, ``loader_workers``: the run's device settings, used unless
     ``options`` set them (as in prune_checkpoint); ``max_in_memory_mb`` as for train_base_model.
     """
-    from .checkpoint import load_model_checkpoint, model_from_checkpoint
+    from .checkpoint import is_user_model, load_model_checkpoint, model_from_checkpoint
     from .data import load_prepared
     from .device import check_device_settings
     from .prune.probes import DIAGNOSE_OPTIONS, diagnose_collapse
@@ -294,7 +294,12 @@ def diagnose_checkpoint(checkpoint: str | Path, data_path: str | Path, out: str 
     run = {"device": device, "mixed_precision": mixed_precision, "loader_workers": loader_workers}
     chosen = {**run, **{k: v for k, v in (options or {}).items() if k in DIAGNOSE_OPTIONS}}
     seed_everything(seed)  # deterministic kernels asked for, as in the pruning steps
-    report = diagnose_collapse(model_from_checkpoint(payload), data, seed=seed, progress=progress, **chosen)
+    model = model_from_checkpoint(payload)
+    if is_user_model(payload["model"]):  # a user's network: its blocks and stem are traced
+        from .prune.user_model import prepared_user_model
+
+        model = prepared_user_model(model, pruner="lacd", data=data)
+    report = diagnose_collapse(model, data, seed=seed, progress=progress, **chosen)
     report["checkpoint"] = str(checkpoint)
     write_json(out, report)
     return report

@@ -7,6 +7,7 @@ config is hundreds of lines; a user needs the key and what was expected.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import yaml
@@ -18,6 +19,13 @@ def _key(path) -> str:
 
 #: Config keys of earlier versions and their names now (refused, never read silently).
 RENAMED_KEYS = {"method_options": "pruner_options"}
+
+
+def refuse_config(problem: str) -> None:
+    """End the program as bad input does: ``problem`` (one line naming the key) on stderr, exit
+    code 2. For callers that read a config before any work (the workflow's Snakefile)."""
+    print(problem, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def schema_problem(config: Any, schema_path: str | os.PathLike) -> str | None:
@@ -36,5 +44,12 @@ def schema_problem(config: Any, schema_path: str | os.PathLike) -> str | None:
     error = best_match(validator.iter_errors(config))
     if error is None:
         return None
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        # "not valid under any of the given schemas" says nothing: name what the alternative of
+        # the value's own kind expected (a name not in the enum, a mapping's bad key, ...)
+        relevant = [e for e in error.context if e.validator != "type"]
+        if not relevant:
+            break
+        error = best_match(relevant)
     message = " ".join(error.message.split())
     return f"config key '{_key(error.absolute_path)}': {message}"

@@ -16,6 +16,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, workflow.basedir)  # this checkout's fcos library
+from fcos import model_entries as fcos_model_entries  # noqa: E402
 from fcos.prune import chains as fcos_chains  # noqa: E402
 from fcos.report import REPORT_FILES  # noqa: E402
 
@@ -23,7 +24,12 @@ CHAINS = fcos_chains.method_chains()
 
 RESULTS = config["results_dir"]
 DATASETS = sorted(config["datasets"])
-MODELS = list(config["models"])
+try:
+    MODEL_ENTRIES = {entry.name: entry for entry in fcos_model_entries.model_entries(config["models"], workflow.basedir)}
+    fcos_model_entries.check_exclude(config["exclude"], list(MODEL_ENTRIES))
+except fcos_model_entries.ConfigError as _err:
+    refuse_config(str(_err))
+MODELS = list(MODEL_ENTRIES)
 SEEDS = [int(s) for s in config["seeds"]]
 PRUNED_METHODS = [m for m in config["methods"] if m != "base"]
 METHODS = ["base"] + PRUNED_METHODS
@@ -32,7 +38,7 @@ UNBUDGETED = "none"
 
 for _method in PRUNED_METHODS:
     if _method not in CHAINS:
-        raise WorkflowError(
+        refuse_config(
             f"config key 'methods': unknown method {_method!r}; expected base or one of "
             f"{', '.join(sorted(CHAINS))}"
         )
@@ -40,7 +46,7 @@ PRUNERS = fcos_chains.step_pruners()
 try:
     fcos_chains.check_pruner_options(config["pruner_options"])
 except fcos_chains.ConfigError as _err:
-    raise WorkflowError(str(_err)) from None
+    refuse_config(str(_err))
 
 
 wildcard_constraints:
@@ -102,6 +108,18 @@ def device_settings(options):
     return {key: options[key] for key in ("device", "mixed_precision", "loader_workers") if key in options}
 
 
+def builder_files(wildcards):
+    """The user's builder file of a model (an input of its training: editing it retrains)."""
+    path = MODEL_ENTRIES[wildcards.model].builder_file
+    return [] if path is None else [path]
+
+
+def model_builder(wildcards):
+    """The UserBuilder of a user's model (None for a registry model); later steps rebuild it
+    from the record its base checkpoint keeps."""
+    return MODEL_ENTRIES[wildcards.model].builder
+
+
 def step_resources(step, key):
     return config["resources"][step][key]
 
@@ -111,7 +129,7 @@ def method_steps(method):
 
 
 def applies_to(method, model):
-    return model in CHAINS[method].get("models", MODELS)
+    return fcos_model_entries.method_applies(CHAINS[method], MODEL_ENTRIES[model])
 
 
 def budgets_of(method):

@@ -11,4 +11,5 @@ from fcos.runlog import logging_to
 with logging_to(snakemake.log[0]):  # noqa: F821 - injected by Snakemake
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     train_base_model(snakemake.input.data, snakemake.wildcards.model,  # noqa: F821
-                     snakemake.output.checkpoint, snakemake.params.train)  # noqa: F821
+                     snakemake.output.checkpoint, snakemake.params.train,  # noqa: F821
+                     builder=snakemake.params.builder)  # noqa: F821

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from fcos.data import DATASETS
+from fcos.model_entries import NAME_PATTERN
 from fcos.models import model_names
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "schema.yaml").read_text())
@@ -21,6 +22,7 @@ def test_schema_datasets_are_the_registered_datasets():
 
 def test_schema_models_are_the_registered_models():
     properties = SCHEMA["properties"]
-    assert properties["models"]["items"]["enum"] == sorted(model_names())
-    assert properties["exclude"]["items"]["properties"]["model"]["enum"] == sorted(model_names())
-    assert properties["train_overrides"]["propertyNames"]["enum"] == sorted(model_names())
+    registry, user = properties["models"]["items"]["oneOf"]
+    assert registry["enum"] == sorted(model_names())
+    assert user["properties"]["name"]["pattern"] == NAME_PATTERN.pattern
+    assert user["required"] == ["name", "model_file"]
