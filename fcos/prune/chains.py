@@ -93,14 +93,14 @@ def recovery_share(method: str, index: int) -> float:
 
 
 def step_pruners() -> list[str]:
-    """The pruners the chains' steps run (every method registered in fcos.prune)."""
+    """The pruners the chains' steps run (every pruner registered in fcos.prune)."""
     return sorted({step["pruner"] for chain in method_chains().values() for step in chain["steps"]})
 
 
 def check_pruner_options(pruner_options: Any) -> None:
-    """Refuse a ``pruner_options`` config entry whose keys are not pruning step methods, or whose
+    """Refuse a ``pruner_options`` config entry whose keys are not the chains' pruners, or whose
     values are not mappings (ConfigError naming the key; the option names themselves are checked
-    by each method when it runs)."""
+    by each pruner when it runs)."""
     if not isinstance(pruner_options, dict):
         raise ConfigError(f"config key 'pruner_options': expected a mapping of pruner to options, "
                           f"got {type(pruner_options).__name__}")

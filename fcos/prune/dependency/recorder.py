@@ -10,8 +10,8 @@ Two kinds of :class:`Op` are recorded, in execution order:
 
 - ``"module"``: a call of a *leaf* module, one without children that holds parameters or
   buffers of its own (Conv, Linear, BatchNorm, LSTM/GRU, ResNet56's channel map, SigNet50's
-  S2M ...), or one with a ``count_macs`` pruner; nothing inside it is recorded;
-- ``"function"``: any other torch function or Tensor pruner called outside leaf modules
+  S2M ...), or one with a ``count_macs`` method; nothing inside it is recorded;
+- ``"function"``: any other torch function or Tensor method called outside leaf modules
   (``F.relu``, ``torch.cat``, ``Tensor.view``, ``+`` ...), with the dotted name of the
   innermost module it was called in (``context``), for error messages.
 
