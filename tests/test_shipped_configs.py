@@ -33,9 +33,6 @@ def _problems(config) -> list[str]:
             problems.append(f"unknown model {model!r}")
     known = set(method_chains()) | {"base"}
     problems += [f"unknown method {m!r}" for m in config.get("methods", []) if m not in known]
-    seeds = config.get("seeds", [0])
-    if len(set(seeds)) != len(seeds):
-        problems.append(f"repeated seeds {seeds}")
     return [p for p in problems if p]
 
 
@@ -47,7 +44,6 @@ def test_shipped_config_satisfies_the_schema_and_names_known_models_and_methods(
 def test_the_check_finds_planted_mistakes():
     config = yaml.safe_load((ROOT / "config" / "cpu-study-cnn1d.yaml").read_text())
     config["methods"] = [*config["methods"], "fcoss"]
+    assert _problems(config) == ["unknown method 'fcoss'"]
     config["seeds"] = [0, 0]
-    assert _problems(config) == ["unknown method 'fcoss'", "repeated seeds [0, 0]"]
-    config["models"] = ["resnet57"]
-    assert "config key 'models.0'" in _problems(config)[0]
+    assert _problems(config) == ["config key 'seeds': [0, 0] has non-unique elements", "unknown method 'fcoss'"]
